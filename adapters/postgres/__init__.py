@@ -1,0 +1,1 @@
+"""PostgreSQL: migrations, the event store, the step queue and LISTEN/NOTIFY."""

@@ -1,0 +1,81 @@
+"""One LISTEN connection per instance, fanned out in-process.
+
+Notifications are hints: they wake waiters early, and the waiters poll anyway.
+When the connection drops, the listener reconnects with backoff and wakes every
+waiter once, because notifications sent while it was away are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import structlog
+
+__all__ = ["Listener"]
+
+log = structlog.get_logger("chronik.listener")
+
+
+class Listener:
+    """Listen on channels and set an ``asyncio.Event`` per channel on each notification."""
+
+    def __init__(self, dsn: str, channels: Iterable[str], *, max_backoff: float = 5.0) -> None:
+        self._dsn = dsn
+        self._events = {channel: asyncio.Event() for channel in channels}
+        self._max_backoff = max_backoff
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    def event(self, channel: str) -> asyncio.Event:
+        """The event set when ``channel`` is notified; the waiter clears it before draining."""
+        return self._events[channel]
+
+    async def start(self) -> None:
+        """Connect and keep listening in the background until ``stop``."""
+        self._task = asyncio.create_task(self._run(), name="chronik-listener")
+        # Wait briefly for the first connection, so that early notifications are not missed.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("listener_connect_failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            backoff = 0.1
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+            try:
+                for channel in self._events:
+                    await conn.add_listener(channel, self._notify)
+                self._connected.set()
+                self._wake_all()
+                await lost.wait()
+                log.warning("listener_connection_lost")
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.close(timeout=2))
+
+    def _notify(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        self._events[channel].set()
+
+    def _wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()

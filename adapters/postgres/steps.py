@@ -1,0 +1,47 @@
+"""The ``job_steps`` queue: jobs whose current state's handler must run."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from .queries import QUERIES
+
+__all__ = ["ClaimedStep", "claim", "delete", "drop_claimed", "enqueue", "retry"]
+
+
+class ClaimedStep(msgspec.Struct, frozen=True):
+    """A step leased to this instance."""
+
+    job_id: UUID
+    attempts: int
+
+
+async def enqueue(conn: asyncpg.Connection, job_id: UUID) -> None:
+    """Make the job's handler due now (its trigger notifies idle instances)."""
+    await conn.execute(QUERIES["enqueue_step"], job_id)
+
+
+async def delete(conn: asyncpg.Connection, job_id: UUID) -> None:
+    """Remove the job's step: it needs no handler run."""
+    await conn.execute(QUERIES["delete_step"], job_id)
+
+
+async def claim(
+    conn: asyncpg.Connection, *, limit: int, lease_seconds: float, instance: str
+) -> list[ClaimedStep]:
+    """Lease up to ``limit`` due steps to ``instance``."""
+    rows = await conn.fetch(QUERIES["claim_steps"], limit, lease_seconds, instance)
+    return [ClaimedStep(UUID(str(row["job_id"])), row["attempts"]) for row in rows]
+
+
+async def retry(conn: asyncpg.Connection, job_id: UUID, *, delay_seconds: float, instance: str) -> None:
+    """Give back a step this instance could not finish, to run again later."""
+    await conn.execute(QUERIES["retry_step"], job_id, delay_seconds, instance)
+
+
+async def drop_claimed(conn: asyncpg.Connection, step: ClaimedStep, *, instance: str) -> None:
+    """Remove a step this instance holds whose job needs no handler run any more."""
+    await conn.execute(QUERIES["drop_claimed_step"], step.job_id, instance, step.attempts)

@@ -1,0 +1,82 @@
+"""One place that turns exceptions into ``{"error": {"code", "message"}}`` responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from chronik.core.errors import ChronikError
+
+from .schemas import ErrorBody, ErrorDetail
+
+__all__ = ["STATUS_BY_CODE", "error_response", "exception_handlers"]
+
+log = structlog.get_logger("chronik.api")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "INVALID_INPUT_ERROR": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "BLUEPRINT_NOT_FOUND": 404,
+    "JOB_NOT_FOUND": 404,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "JOB_NOT_CANCELLABLE": 409,
+    "VERSION_CONFLICT": 409,
+    "BLUEPRINT_ERROR": 422,
+}
+
+_CODE_BY_STATUS = {400: "INVALID_INPUT_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+_CODE_BY_STATUS |= {405: "METHOD_NOT_ALLOWED", 409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMITED"}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    """An error response in chronik's one error shape."""
+    return Response(
+        ErrorBody(error=ErrorDetail(code=code, message=message)),
+        status_code=status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
+
+
+def _chronik_error(_request: Request[Any, Any, Any], exc: ChronikError) -> Response[Any]:
+    return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+
+
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    message = exc.detail
+    if isinstance(exc, ValidationException) and exc.extra:
+        problems = exc.extra if isinstance(exc.extra, list) else [exc.extra]
+        message = f"{exc.detail}: " + "; ".join(_describe(problem) for problem in problems)
+    code = _CODE_BY_STATUS.get(exc.status_code, "HTTP_ERROR")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def _describe(problem: object) -> str:
+    if not isinstance(problem, dict):
+        return str(problem)
+    key = problem.get("key")
+    where = "body" if key in (None, "data") else str(key)
+    return f"{where}: {problem.get('message', problem)}"
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path, exc_info=exc)
+    return error_response(
+        HTTP_500_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "internal error; the server log has the details"
+    )
+
+
+exception_handlers: ExceptionHandlersMap = {
+    ChronikError: _chronik_error,
+    HTTPException: _http_error,
+    Exception: _internal_error,
+}

@@ -1,0 +1,32 @@
+"""What the HTTP layer needs from an orchestrator; the engine provides it."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from uuid import UUID
+
+from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.core.blueprint import Blueprint
+from chronik.core.state import JobState
+
+__all__ = ["Orchestrator"]
+
+
+class Orchestrator(Protocol):
+    """The job commands and queries the routes call."""
+
+    def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
+
+    async def create_job(
+        self, blueprint: str | Blueprint, initial_data: dict[str, Any] | None = None, *, actor: str = ""
+    ) -> JobState: ...
+
+    async def get_job(self, job_id: UUID) -> JobState: ...
+
+    async def job_history(self, job_id: UUID) -> list[RecordedEvent]: ...
+
+    async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,73 @@
+"""The client job API under ``/api/v1``: create, status, history, cancel."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Router, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+
+from chronik.core.errors import InvalidInput
+
+from ..ports import Orchestrator
+from ..schemas import CancelAccepted, CancelRequest, CreateJobRequest, HistoryEntry, JobAccepted, JobView
+
+__all__ = ["job_routes"]
+
+
+def _engine(state: State) -> Orchestrator:
+    engine: Orchestrator = state.engine
+    return engine
+
+
+def _job_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidInput(f"job id {raw!r} is not a UUID") from None
+
+
+@post("/jobs/{api_endpoint:str}", status_code=HTTP_202_ACCEPTED, summary="Create a job")
+async def create_job(
+    api_endpoint: FromPath[str], data: JSONBody[CreateJobRequest], state: State
+) -> JobAccepted:
+    """Create a job of the blueprint served at ``api_endpoint``; its first step is queued at once."""
+    engine = _engine(state)
+    blueprint = engine.blueprint_for_endpoint(api_endpoint)
+    job = await engine.create_job(blueprint, data.initial_data, actor="client")
+    return JobAccepted(job_id=job.job_id)
+
+
+@get("/jobs/{job_id:str}", summary="Get a job's current state")
+async def get_job(job_id: FromPath[str], state: State) -> JobView:
+    """The job's current state: status, current state, data and timestamps."""
+    return JobView.of(await _engine(state).get_job(_job_id(job_id)))
+
+
+@get("/jobs/{job_id:str}/history", summary="Get a job's events")
+async def get_history(job_id: FromPath[str], state: State) -> list[HistoryEntry]:
+    """Every event of the job, oldest first."""
+    events = await _engine(state).job_history(_job_id(job_id))
+    return [HistoryEntry.of(recorded) for recorded in events]
+
+
+@post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Cancel a job")
+async def cancel_job(
+    job_id: FromPath[str], state: State, data: JSONBody[CancelRequest | None] = None
+) -> CancelAccepted:
+    """Cancel a job that has not ended; 409 when it has."""
+    reason = data.reason if data else ""
+    job = await _engine(state).cancel_job(_job_id(job_id), reason=reason, actor="client")
+    return CancelAccepted(job_id=job.job_id)
+
+
+def job_routes(guards: list[object]) -> Router:
+    """The client routes, behind ``guards``."""
+    return Router(
+        path="/api/v1",
+        route_handlers=[create_job, get_job, get_history, cancel_job],
+        guards=guards,  # type: ignore[arg-type]
+        tags=["jobs"],
+    )

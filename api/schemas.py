@@ -1,0 +1,135 @@
+"""Request and response bodies. Responses are their own Structs, never events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.core.events import ErrorInfo
+from chronik.core.state import JobState, result_of
+
+__all__ = [
+    "CancelAccepted",
+    "CancelRequest",
+    "CreateJobRequest",
+    "ErrorBody",
+    "ErrorDetail",
+    "HistoryEntry",
+    "JobAccepted",
+    "JobView",
+    "Status",
+]
+
+
+class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /api/v1/jobs/{api_endpoint}``."""
+
+    initial_data: dict[str, Any] = {}
+
+
+class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The optional body of ``POST /api/v1/jobs/{job_id}/cancel``."""
+
+    reason: str = ""
+
+
+class JobAccepted(msgspec.Struct, kw_only=True):
+    """A job was created and its first step queued."""
+
+    status: str = "accepted"
+    job_id: UUID
+
+
+class CancelAccepted(msgspec.Struct, kw_only=True):
+    """A job was cancelled."""
+
+    status: str = "cancellation_request_accepted"
+    job_id: UUID
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    """A job's current state as clients see it (Avtomatika's field names)."""
+
+    id: UUID
+    job_id: UUID
+    blueprint_name: str
+    status: str
+    current_state: str
+    initial_data: dict[str, Any]
+    state_history: dict[str, Any]
+    result: Any = None
+    error: ErrorInfo | None = None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, state: JobState) -> JobView:
+        """The view of a folded state."""
+        return cls(
+            id=state.job_id,
+            job_id=state.job_id,
+            blueprint_name=state.blueprint,
+            status=state.status,
+            current_state=state.current_state,
+            initial_data=state.initial_data,
+            state_history=state.state_history,
+            result=result_of(state),
+            error=state.error,
+            version=state.version,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+            finished_at=state.finished_at,
+        )
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True):
+    """One event of a job's stream."""
+
+    position: int
+    version: int
+    type: str
+    at: datetime
+    recorded_at: datetime
+    data: dict[str, Any]
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, recorded: RecordedEvent) -> HistoryEntry:
+        """The entry of a stored event."""
+        data = msgspec.to_builtins(recorded.event)
+        data.pop("type", None)
+        data.pop("at", None)
+        return cls(
+            position=recorded.position,
+            version=recorded.version,
+            type=recorded.type,
+            at=recorded.event.at,
+            recorded_at=recorded.recorded_at,
+            data=data,
+            meta=recorded.meta,
+        )
+
+
+class Status(msgspec.Struct, kw_only=True):
+    """The health answer."""
+
+    status: str = "ok"
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    """What went wrong: a stable code and a message that says what to fix."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    """Every error response: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorDetail

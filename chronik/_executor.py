@@ -1,0 +1,154 @@
+"""The step executor: claim due steps, run their handlers, append the outcomes.
+
+The loop wakes on a notification, on a free slot, on its jittered poll, or on
+stop, then drains what is due up to its free slots. No transaction is open
+while a handler runs: the claim is a lease on the step row, committed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import structlog
+
+from chronik.adapters.postgres.steps import ClaimedStep
+from chronik.core.blueprint import Blueprint
+from chronik.core.decide import decide_step, needs_step
+from chronik.core.errors import VersionConflict
+
+from ._handlers import run_handler
+from ._store import JobStore
+
+__all__ = ["StepExecutor"]
+
+log = structlog.get_logger("chronik.executor")
+
+_MAX_DECIDE_ATTEMPTS = 5
+
+
+class StepExecutor:
+    """Runs handlers of due steps, at most ``max_concurrent`` at once in this instance."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        blueprints: Mapping[str, Blueprint],
+        *,
+        wake: asyncio.Event,
+        instance: str,
+        max_concurrent: int,
+        poll_interval: float,
+        lease_seconds: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._blueprints = blueprints
+        self._wake = wake
+        self._instance = instance
+        self._max_concurrent = max_concurrent
+        self._poll_interval = poll_interval
+        self._lease_seconds = lease_seconds
+        self._clock = clock
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run steps until ``stop`` is set, then let running handlers finish."""
+        while not stop.is_set():
+            free = self._max_concurrent - len(self._running)
+            if free > 0:
+                self._wake.clear()
+                self._slot_freed.clear()
+                try:
+                    claimed = await self._store.claim_steps(
+                        limit=free, lease_seconds=self._lease_seconds, instance=self._instance
+                    )
+                except Exception:
+                    log.exception("claim_failed")
+                    claimed = []
+                for step in claimed:
+                    self._spawn(step)
+                if claimed and len(claimed) == free:
+                    continue
+            await self._wait(stop)
+        await self.drain()
+
+    async def drain(self, grace_seconds: float = 30.0) -> None:
+        """Wait for running handlers; cancel those still running after ``grace_seconds``.
+
+        A cancelled step keeps its lease, which runs out, and another instance runs it again.
+        """
+        if not self._running:
+            return
+        _done, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _spawn(self, step: ClaimedStep) -> None:
+        task = asyncio.create_task(self._run_step(step), name=f"chronik-step-{step.job_id}")
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_freed.set()
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        # Jitter spreads the safety-net polls of many instances apart.
+        timeout = self._poll_interval * random.uniform(0.8, 1.2)
+        waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop, self._slot_freed)]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _run_step(self, step: ClaimedStep) -> None:
+        bound = log.bind(job_id=str(step.job_id), attempt=step.attempts)
+        try:
+            await self._step(step, bound)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Our own failure (the database went away, say), not the handler's: try again later.
+            delay = min(60.0, 2.0**step.attempts)
+            bound.exception("step_failed", retry_in=delay)
+            with contextlib.suppress(Exception):
+                await self._store.retry_step(step.job_id, delay_seconds=delay, instance=self._instance)
+
+    async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
+        state = await self._store.load(step.job_id)
+        if state is None or not needs_step(state):
+            await self._store.drop_claimed_step(step, instance=self._instance)
+            return
+        blueprint = self._blueprints.get(state.blueprint)
+        if blueprint is None:
+            # Another instance may have this blueprint (a rolling deploy); leave the step to it.
+            bound.warning("unknown_blueprint", blueprint=state.blueprint)
+            await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
+            return
+        outcome = await run_handler(blueprint, state)
+        for _ in range(_MAX_DECIDE_ATTEMPTS):
+            events = decide_step(state, blueprint, outcome, self._clock())
+            if not events:
+                bound.info("outcome_dropped", state=outcome.state)
+                return
+            try:
+                state = await self._store.commit(state, events, meta={"instance": self._instance})
+            except VersionConflict:
+                # Another writer moved the job while the handler ran: reload and decide again.
+                reloaded = await self._store.load(step.job_id)
+                if reloaded is None:
+                    return
+                state = reloaded
+                continue
+            bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])
+            return
+        raise VersionConflict(f"job {step.job_id} kept moving; gave up after {_MAX_DECIDE_ATTEMPTS} attempts")

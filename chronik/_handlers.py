@@ -1,0 +1,68 @@
+"""Running one handler: inject its arguments, await it, and capture what it did.
+
+The handler runs outside any database transaction. Whatever it does, the result
+is a ``HandlerOutcome``; exceptions become data here, so the decider can record them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import traceback
+
+import msgspec
+
+from chronik.core.actions import Actions
+from chronik.core.blueprint import Blueprint
+from chronik.core.decide import HandlerOutcome, history_diff
+from chronik.core.errors import ChronikError
+from chronik.core.events import ErrorInfo
+from chronik.core.injection import JobContext, build_arguments
+from chronik.core.state import JobState
+
+__all__ = ["run_handler"]
+
+
+async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
+    """Run the handler of the job's current state and return what it produced."""
+    spec = blueprint.states.get(state.current_state)
+    if spec is None:
+        return HandlerOutcome(state=state.current_state)
+    # Handlers get copies: what they change in state_history is recorded as a diff,
+    # never written into the state that the fold owns.
+    history = copy.deepcopy(state.state_history)
+    actions = Actions(state.current_state)
+    context = JobContext(
+        job_id=state.job_id,
+        blueprint=state.blueprint,
+        current_state=state.current_state,
+        initial_data=copy.deepcopy(state.initial_data),
+        state_history=history,
+        actions=actions,
+    )
+    try:
+        result = spec.handler(**build_arguments(spec.parameters, context))
+        if inspect.isawaitable(result):
+            await result
+    except ChronikError as exc:
+        return _failed(state, ErrorInfo(code=exc.code, type=type(exc).__name__, message=exc.message))
+    except Exception as exc:
+        error = ErrorInfo(code="HANDLER_ERROR", type=type(exc).__name__, message=str(exc) or repr(exc))
+        return _failed(state, error, traceback.format_exc())
+    updates, removed = history_diff(state.state_history, history)
+    try:
+        # A round trip through JSON makes the live state equal to what a reload from the log gives.
+        updates = msgspec.json.decode(msgspec.json.encode(updates))
+    except (TypeError, msgspec.EncodeError) as exc:
+        error = ErrorInfo(
+            code="HANDLER_ERROR",
+            type="TypeError",
+            message=f"the handler of state {state.current_state!r} put a value into state_history "
+            f"that is not JSON: {exc}",
+        )
+        return _failed(state, error)
+    return HandlerOutcome(state=state.current_state, action=actions.taken, updates=updates, removed=removed)
+
+
+def _failed(state: JobState, error: ErrorInfo, trace: str = "") -> HandlerOutcome:
+    return HandlerOutcome(state=state.current_state, error=error, traceback=trace)

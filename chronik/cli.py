@@ -1,0 +1,167 @@
+"""The ``chronik`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from chronik.api.schemas import HistoryEntry, JobView
+from chronik.core.errors import ChronikError
+
+from ._logging import configure_logging
+from .engine import Engine
+from .loader import load_blueprints
+from .server import serve
+from .settings import Settings
+
+__all__ = ["main"]
+
+DEMO_APP = "chronik.demo:blueprints"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="chronik",
+        description="chronik: an event-sourced workflow orchestrator on PostgreSQL. "
+        "Without DATABASE_URL it runs on an embedded PostgreSQL kept in CHRONIK_DATA_DIR "
+        "(default ./.chronik/pgdata).",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="default: INFO")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = commands.add_parser(
+        "dev",
+        help="run an orchestrator for development (embedded PostgreSQL unless DATABASE_URL is set)",
+        description="Start PostgreSQL (embedded unless DATABASE_URL is set), migrate, and serve the API. "
+        "Uses CLIENT_TOKEN, or generates one and prints it with a curl line that creates a job.",
+    )
+    dev.add_argument(
+        "app", nargs="?", default=DEMO_APP, help=f"module:attribute of blueprints (default: {DEMO_APP})"
+    )
+    dev.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080, help="default: 8080")
+
+    srv = commands.add_parser(
+        "serve",
+        help="run an orchestrator instance (needs CLIENT_TOKEN)",
+        description="Migrate and serve the API for APP's blueprints. CLIENT_TOKEN must be set.",
+    )
+    srv.add_argument("app", help="module:attribute of blueprints, e.g. myflows:blueprints")
+    srv.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
+    srv.add_argument("--port", type=int, default=8080, help="default: 8080")
+
+    db = commands.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
+    db.add_parser("migrate", help="apply pending migrations (idempotent; safe to run from several instances)")
+
+    jobs = commands.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
+    get = jobs.add_parser("get", help="print a job's current state as JSON")
+    get.add_argument("job_id", help="the job's id")
+    history = jobs.add_parser("history", help="print a job's events")
+    history.add_argument("job_id", help="the job's id")
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; errors print one line naming what to fix and exit with 2."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = Settings.from_env()
+        asyncio.run(_dispatch(args, settings))
+    except ChronikError as exc:
+        _fail(exc.message)
+    except (OSError, asyncpg.PostgresError) as exc:
+        where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the embedded PostgreSQL"
+        _fail(f"cannot use the database ({where}): {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    match args.command:
+        case "dev":
+            if not settings.client_token:
+                settings = msgspec.structs.replace(settings, client_token=secrets.token_urlsafe(24))
+            engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
+            await serve(engine, host=args.host, port=args.port, on_ready=lambda: _banner(engine, args))
+        case "serve":
+            engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
+            if not settings.client_token:
+                raise ChronikError("CLIENT_TOKEN is not set; clients authenticate with it (X-Client-Token)")
+            await serve(engine, host=args.host, port=args.port)
+        case "db":
+            engine = Engine(settings=settings)
+            await engine.start(run_executor=False)
+            await engine.stop()
+            print("database is up to date")
+        case "jobs":
+            engine = Engine(settings=settings)
+            await engine.start(run_migrations=False, run_executor=False)
+            try:
+                await _jobs(engine, args)
+            finally:
+                await engine.stop()
+
+
+async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
+    try:
+        job_id = UUID(args.job_id)
+    except ValueError:
+        raise ChronikError(f"job id {args.job_id!r} is not a UUID") from None
+    if args.jobs_command == "get":
+        view = JobView.of(await engine.get_job(job_id))
+        print(json.dumps(msgspec.to_builtins(view), indent=2))
+        return
+    entries = [HistoryEntry.of(e) for e in await engine.job_history(job_id)]
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(entries), indent=2))
+        return
+    print(f"{'VERSION':>7}  {'RECORDED AT':<32}  {'TYPE':<14}  DATA")
+    for entry in entries:
+        data = json.dumps(entry.data, separators=(",", ":"))
+        print(f"{entry.version:>7}  {entry.recorded_at.isoformat():<32}  {entry.type:<14}  {data}")
+
+
+def _banner(engine: Engine, args: argparse.Namespace) -> None:
+    url = f"http://{args.host}:{args.port}"
+    token = engine.settings.client_token
+    endpoint = next(iter(sorted(engine._endpoints)), "demo")
+    print(
+        f"\nchronik is serving {', '.join(sorted(engine.blueprints))} at {url}\n"
+        f"  database:     {_redact(engine.database_url)}\n"
+        f"  client token: {token}\n"
+        f"  API docs:     {url}/_public/docs\n\n"
+        "Create a job:\n"
+        f"  curl -s -X POST {url}/api/v1/jobs/{endpoint} -H 'X-Client-Token: {token}' "
+        '-H \'Content-Type: application/json\' -d \'{"initial_data": {"name": "Ada"}}\'\n'
+        "Then follow it:\n"
+        f"  curl -s {url}/api/v1/jobs/JOB_ID -H 'X-Client-Token: {token}'\n"
+        f"  curl -s {url}/api/v1/jobs/JOB_ID/history -H 'X-Client-Token: {token}'\n",
+        flush=True,
+    )
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"chronik: error: {message}", file=sys.stderr)
+    sys.exit(2)

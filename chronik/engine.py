@@ -1,0 +1,235 @@
+"""The engine: blueprints, the database, and the step executor of one instance.
+
+```python
+engine = Engine()                 # DATABASE_URL, or the embedded PostgreSQL
+engine.register_blueprint(bp)
+await engine.start()              # migrate, listen, run handlers
+job = await engine.create_job("orders", {"order_id": 7})
+await engine.stop()
+```
+
+``engine.run()`` does the same, blocking until SIGINT or SIGTERM. There is no
+module-level engine: two engines fit in one process (tests run two at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import structlog
+
+from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
+from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.adapters.postgres.listener import Listener
+from chronik.adapters.postgres.migrate import migrate
+from chronik.core.blueprint import Blueprint
+from chronik.core.decide import decide_cancel, decide_create
+from chronik.core.errors import BlueprintError, BlueprintNotFound, JobNotFound, VersionConflict
+from chronik.core.state import JobState
+
+from ._executor import StepExecutor
+from ._store import JobStore
+from .settings import Settings
+
+__all__ = ["STEPS_CHANNEL", "Engine"]
+
+log = structlog.get_logger("chronik.engine")
+
+STEPS_CHANNEL = "chronik_steps"
+"""The NOTIFY channel of the ``job_steps`` queue (see migration 0003)."""
+
+_MAX_COMMAND_ATTEMPTS = 10
+
+
+class Engine:
+    """One orchestrator instance: register blueprints, start, then create and follow jobs."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        blueprints: Iterable[Blueprint] = (),
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or Settings.from_env()
+        self._database_url = database_url or self.settings.database_url
+        self.blueprints: dict[str, Blueprint] = {}
+        self._endpoints: dict[str, Blueprint] = {}
+        for blueprint in blueprints:
+            self.register_blueprint(blueprint)
+        self._pool: asyncpg.Pool | None = None
+        self._store: JobStore | None = None
+        self._embedded: EmbeddedPostgres | None = None
+        self._listener: Listener | None = None
+        self._stop = asyncio.Event()
+        self._executor_task: asyncio.Task[None] | None = None
+
+    # -- blueprints -------------------------------------------------------------
+
+    def register_blueprint(self, blueprint: Blueprint) -> None:
+        """Validate ``blueprint`` and make it available; a ``BlueprintError`` names what is wrong."""
+        for warning in blueprint.validate():
+            log.warning("blueprint_unchecked", detail=warning)
+        if blueprint.name in self.blueprints and self.blueprints[blueprint.name] is not blueprint:
+            raise BlueprintError(f"a blueprint named {blueprint.name!r} is already registered")
+        other = self._endpoints.get(blueprint.api_endpoint)
+        if other is not None and other is not blueprint:
+            raise BlueprintError(
+                f"blueprint {blueprint.name!r}: api_endpoint {blueprint.api_endpoint!r} is already used by "
+                f"blueprint {other.name!r}"
+            )
+        self.blueprints[blueprint.name] = blueprint
+        self._endpoints[blueprint.api_endpoint] = blueprint
+
+    def blueprint_for_endpoint(self, endpoint: str) -> Blueprint:
+        """The blueprint whose jobs are created at ``POST /api/v1/jobs/{endpoint}``."""
+        blueprint = self._endpoints.get(endpoint)
+        if blueprint is None:
+            known = ", ".join(sorted(self._endpoints)) or "none"
+            raise BlueprintNotFound(f"no blueprint has the api_endpoint {endpoint!r} (known: {known})")
+        return blueprint
+
+    # -- lifecycle --------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        """The URL of the database in use (after ``start``)."""
+        if self._database_url is None:
+            raise RuntimeError("the engine has not started")
+        return self._database_url
+
+    @property
+    def store(self) -> JobStore:
+        """The job store (after ``start``)."""
+        if self._store is None:
+            raise RuntimeError("the engine has not started; call `await engine.start()` first")
+        return self._store
+
+    async def start(self, *, run_migrations: bool = True, run_executor: bool = True) -> None:
+        """Connect (starting the embedded PostgreSQL when no URL is set), migrate, and run handlers."""
+        if self._database_url is None:
+            self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
+            self._database_url = self._embedded.dsn
+        self._pool = await asyncpg.create_pool(
+            self._database_url, min_size=1, max_size=self.settings.pool_max_size
+        )
+        self._store = JobStore(self._pool)
+        if run_migrations:
+            async with self._pool.acquire() as conn:
+                applied = await migrate(conn)
+            if applied:
+                log.info("migrated", applied=applied)
+        if run_executor:
+            self._listener = Listener(self._database_url, [STEPS_CHANNEL])
+            await self._listener.start()
+            self._stop.clear()
+            executor = StepExecutor(
+                self._store,
+                self.blueprints,
+                wake=self._listener.event(STEPS_CHANNEL),
+                instance=self.settings.instance_id,
+                max_concurrent=self.settings.max_concurrent_jobs,
+                poll_interval=self.settings.poll_interval,
+                lease_seconds=self.settings.step_lease_seconds,
+            )
+            self._executor_task = asyncio.create_task(executor.run(self._stop), name="chronik-executor")
+        log.info("engine_started", instance=self.settings.instance_id, blueprints=sorted(self.blueprints))
+
+    async def stop(self) -> None:
+        """Let running handlers finish, then disconnect (and stop the embedded server)."""
+        self._stop.set()
+        if self._executor_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._executor_task
+            self._executor_task = None
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+            self._store = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+            self._embedded = None
+            self._database_url = self.settings.database_url
+        log.info("engine_stopped", instance=self.settings.instance_id)
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def run(self) -> None:
+        """Start, run until SIGINT or SIGTERM, then stop gracefully."""
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            async with self:
+                await stop.wait()
+
+        asyncio.run(main())
+
+    # -- commands and queries -----------------------------------------------------
+
+    async def create_job(
+        self, blueprint: str | Blueprint, initial_data: dict[str, Any] | None = None, *, actor: str = ""
+    ) -> JobState:
+        """Create a job of ``blueprint`` (a name or the object) and queue its first step."""
+        name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
+        found = self.blueprints.get(name)
+        if found is None:
+            raise BlueprintNotFound(f"no blueprint named {name!r} is registered")
+        events = decide_create(uuid4(), found, dict(initial_data or {}), _now())
+        return await self.store.commit(None, events, meta=self._meta(actor))
+
+    async def get_job(self, job_id: UUID) -> JobState:
+        """The job's current state; ``JobNotFound`` for an unknown id."""
+        state = await self.store.load(job_id)
+        if state is None:
+            raise JobNotFound(f"no job has the id {job_id}")
+        return state
+
+    async def job_history(self, job_id: UUID) -> list[RecordedEvent]:
+        """Every event of the job, in order; ``JobNotFound`` for an unknown id."""
+        events = await self.store.history(job_id)
+        if not events:
+            raise JobNotFound(f"no job has the id {job_id}")
+        return events
+
+    async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
+        """Cancel a job that has not ended; ``JobNotCancellable`` when it has."""
+        for _ in range(_MAX_COMMAND_ATTEMPTS):
+            state = await self.get_job(job_id)
+            events = decide_cancel(state, _now(), reason=reason, actor=actor)
+            try:
+                return await self.store.commit(state, events, meta=self._meta(actor))
+            except VersionConflict:
+                continue
+        raise VersionConflict(f"job {job_id} kept moving; could not cancel it")
+
+    def _meta(self, actor: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"instance": self.settings.instance_id}
+        if actor:
+            meta["actor"] = actor
+        return meta
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,46 @@
+"""Serve one instance over HTTP with uvicorn: the engine starts first, the port opens after."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import uvicorn
+
+from chronik.api.app import create_app
+
+from .engine import Engine
+
+__all__ = ["serve"]
+
+
+async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+    """Start ``engine``, serve its API on ``host:port`` until SIGINT/SIGTERM, then stop the engine.
+
+    The engine starts before the port opens, so a failure to reach the database is
+    raised here, with its message, rather than logged by the server.
+    """
+    app = create_app(engine, client_token=engine.settings.client_token, manage_engine=False)
+    await engine.start()
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        )
+        announce = asyncio.create_task(_announce_when_started(server, on_ready))
+        try:
+            await server.serve()
+        finally:
+            announce.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announce
+    finally:
+        await engine.stop()
+
+
+async def _announce_when_started(server: uvicorn.Server, on_ready: Callable[[], None] | None) -> None:
+    # uvicorn sets a plain attribute, not an event, once its socket is bound.
+    while not server.started:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if on_ready is not None:
+        on_ready()

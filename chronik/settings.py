@@ -1,0 +1,68 @@
+"""Settings read from the environment, each with a default that runs anywhere."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from typing import TypeVar
+
+import msgspec
+
+from chronik.core.errors import ConfigError
+
+__all__ = ["Settings"]
+
+N = TypeVar("N", int, float)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """chronik's settings; ``Settings.from_env()`` reads them from environment variables.
+
+    Every field is documented in docs/operations.md under its variable's name.
+    """
+
+    database_url: str | None = None
+    """``DATABASE_URL``: the PostgreSQL to use; unset means the embedded server."""
+    data_dir: str = ".chronik/pgdata"
+    """``CHRONIK_DATA_DIR``: where the embedded server keeps its data."""
+    client_token: str | None = None
+    """``CLIENT_TOKEN``: the token clients send as ``X-Client-Token``."""
+    max_concurrent_jobs: int = 100
+    """``EXECUTOR_MAX_CONCURRENT_JOBS``: handlers running at once in this instance."""
+    poll_interval: float = 5.0
+    """``POLL_INTERVAL_SECONDS``: the safety-net poll for missed notifications (jittered)."""
+    step_lease_seconds: float = 300.0
+    """``STEP_LEASE_SECONDS``: how long a claimed step is this instance's before another may take it."""
+    pool_max_size: int = 20
+    """``DB_POOL_MAX_SIZE``: the most database connections this instance opens (plus one for LISTEN)."""
+    instance_id: str = ""
+    """``INSTANCE_ID``: this instance's name in logs and event metadata; host and pid by default."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; a malformed value is a ``ConfigError`` naming the variable."""
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=env.get("CHRONIK_DATA_DIR") or ".chronik/pgdata",
+            client_token=env.get("CLIENT_TOKEN") or None,
+            max_concurrent_jobs=_number(env, "EXECUTOR_MAX_CONCURRENT_JOBS", int, 100, minimum=1),
+            poll_interval=_number(env, "POLL_INTERVAL_SECONDS", float, 5.0, minimum=0.05),
+            step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),
+            pool_max_size=_number(env, "DB_POOL_MAX_SIZE", int, 20, minimum=2),
+            instance_id=env.get("INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        )
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, *, minimum: N) -> N:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value

@@ -1,0 +1,219 @@
+"""The blueprint DSL: a state machine of handlers, validated when registered.
+
+```python
+bp = Blueprint("orders", api_endpoint="orders")
+
+@bp.handler_for("start", is_start=True)
+async def start(initial_data, actions):
+    actions.transition_to("done")
+
+@bp.handler_for("done", is_end=True)
+async def done():
+    ...
+```
+
+Transitions are found by reading each handler's source for literal
+``actions.transition_to("state")`` calls, as Avtomatika does; a handler whose
+targets are computed at run time declares them with ``transitions=(...)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import BlueprintError
+from .injection import Parameter, plan_arguments
+
+__all__ = ["Blueprint", "StateSpec", "find_transitions", "normalize_endpoint"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TRANSITION_METHODS = frozenset({"transition_to"})
+
+
+@dataclass(frozen=True, slots=True)
+class StateSpec:
+    """One state of a blueprint and its handler."""
+
+    name: str
+    handler: Callable[..., Any]
+    parameters: tuple[Parameter, ...]
+    is_start: bool
+    is_end: bool
+    is_failure: bool
+    transitions: frozenset[str] | None
+    """The states the handler can move to; ``None`` when they cannot be known statically."""
+
+
+def normalize_endpoint(endpoint: str, *, blueprint: str) -> str:
+    """The one path segment under ``/api/v1/jobs/`` that creates jobs of a blueprint.
+
+    Avtomatika writes endpoints as ``/jobs/name``; that form is accepted and reduced to ``name``.
+    """
+    segment = endpoint.strip().strip("/")
+    segment = segment.removeprefix("jobs/")
+    if not _ENDPOINT.match(segment):
+        raise BlueprintError(
+            f"blueprint {blueprint!r}: api_endpoint {endpoint!r} must be one path segment of letters, "
+            "digits, '_', '.' or '-' (for example 'orders')"
+        )
+    return segment
+
+
+class Blueprint:
+    """A named state machine whose handlers drive jobs from a start state to an end state."""
+
+    def __init__(self, name: str, api_endpoint: str | None = None, *, description: str = "") -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise BlueprintError(f"a blueprint needs a non-empty name, got {name!r}")
+        self.name = name
+        self.api_endpoint = normalize_endpoint(api_endpoint or name, blueprint=name)
+        self.description = description
+        self.states: dict[str, StateSpec] = {}
+
+    def __repr__(self) -> str:
+        return f"Blueprint({self.name!r}, api_endpoint={self.api_endpoint!r}, states={list(self.states)})"
+
+    def handler_for(
+        self,
+        state: str,
+        *,
+        is_start: bool = False,
+        is_end: bool = False,
+        is_failure: bool = False,
+        transitions: Iterable[str] | None = None,
+    ) -> Callable[[F], F]:
+        """Register the handler of ``state``.
+
+        Args:
+            state: The state's name.
+            is_start: Jobs start here; exactly one state is the start.
+            is_end: Reaching this state ends the job (after its handler runs).
+            is_failure: With ``is_end``: a job ending here has failed rather than finished.
+            transitions: The states the handler may move to, when its source does not
+                show them as literal ``actions.transition_to("...")`` calls.
+        """
+
+        def register(func: F) -> F:
+            where = f"blueprint {self.name!r}, state {state!r}"
+            if state in self.states:
+                raise BlueprintError(f"{where}: a handler is already registered for this state")
+            if is_failure and not is_end:
+                raise BlueprintError(f"{where}: is_failure=True needs is_end=True")
+            if not callable(func):
+                raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
+            targets = frozenset(transitions) if transitions is not None else find_transitions(func)
+            self.states[state] = StateSpec(
+                name=state,
+                handler=func,
+                parameters=plan_arguments(func, where=where),
+                is_start=is_start,
+                is_end=is_end,
+                is_failure=is_failure,
+                transitions=targets,
+            )
+            return func
+
+        return register
+
+    @property
+    def start_state(self) -> str | None:
+        """The state every job of this blueprint starts in."""
+        return next((spec.name for spec in self.states.values() if spec.is_start), None)
+
+    @property
+    def end_states(self) -> frozenset[str]:
+        """The states that end a job."""
+        return frozenset(spec.name for spec in self.states.values() if spec.is_end)
+
+    def validate(self) -> tuple[str, ...]:
+        """Check the state machine; raise ``BlueprintError`` naming the state at fault.
+
+        Returns warnings about what could not be checked (handlers whose targets are unknown).
+        """
+        starts = [spec.name for spec in self.states.values() if spec.is_start]
+        if not starts:
+            raise BlueprintError(
+                f"blueprint {self.name!r} has no start state; mark one handler with is_start=True"
+            )
+        if len(starts) > 1:
+            raise BlueprintError(
+                f"blueprint {self.name!r} has {len(starts)} start states ({', '.join(map(repr, starts))}); "
+                "exactly one handler may have is_start=True"
+            )
+        warnings: list[str] = []
+        for spec in self.states.values():
+            if spec.transitions is None:
+                warnings.append(
+                    f"blueprint {self.name!r}, state {spec.name!r}: its transitions could not be read from "
+                    "the handler's source; pass transitions=(...) to handler_for to have them checked"
+                )
+                continue
+            for target in sorted(spec.transitions):
+                if target not in self.states:
+                    raise BlueprintError(
+                        f"blueprint {self.name!r}, state {spec.name!r}: transition to unknown state "
+                        f"{target!r}; known states are {', '.join(map(repr, self.states))}"
+                    )
+            if spec.is_end and spec.transitions:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {spec.name!r}: an end state cannot transition "
+                    f"(it moves to {', '.join(map(repr, sorted(spec.transitions)))})"
+                )
+            if not spec.is_end and not spec.transitions:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {spec.name!r}: the handler takes no action; call "
+                    "actions.transition_to(...) or mark the state is_end=True"
+                )
+        if not warnings:
+            self._check_reachable(starts[0])
+        return tuple(warnings)
+
+    def _check_reachable(self, start: str) -> None:
+        reached = {start}
+        pending = [start]
+        while pending:
+            spec = self.states[pending.pop()]
+            for target in spec.transitions or ():
+                if target not in reached:
+                    reached.add(target)
+                    pending.append(target)
+        for name in self.states:
+            if name not in reached:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {name!r}: unreachable from the start state {start!r}"
+                )
+
+
+def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
+    """The literal targets of ``actions.transition_to(...)`` in a handler's source.
+
+    ``None`` when the source is not available or a target is computed at run time.
+    Reading the source is the one file access in core: it happens once, at
+    registration, and only reads the user's own module.
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(func))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return None
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _TRANSITION_METHODS
+        ):
+            continue
+        arg = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "state"), None)
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            return None
+        targets.add(arg.value)
+    return frozenset(targets)

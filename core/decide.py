@@ -1,0 +1,150 @@
+"""Deciders: from a job's state and what happened, the events to append.
+
+Each decider is pure and returns a tuple of events; the engine loads, decides
+and appends. Deciding again after a version conflict is always safe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from .actions import Action, TransitionTo
+from .blueprint import Blueprint
+from .errors import BlueprintError, JobNotCancellable
+from .events import (
+    AnyEvent,
+    ErrorInfo,
+    HandlerFailed,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobFinished,
+    StateEntered,
+)
+from .state import ACTIVE_STATUSES, JobState
+
+__all__ = ["HandlerOutcome", "decide_cancel", "decide_create", "decide_step", "history_diff", "needs_step"]
+
+
+class HandlerOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What one run of a handler produced."""
+
+    state: str
+    """The state whose handler ran."""
+    action: Action | None = None
+    error: ErrorInfo | None = None
+    traceback: str = ""
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+def history_diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The top-level changes a handler made to ``state_history``."""
+    updates = {key: value for key, value in after.items() if key not in before or before[key] != value}
+    removed = tuple(key for key in before if key not in after)
+    return updates, removed
+
+
+def decide_create(
+    job_id: UUID, blueprint: Blueprint, initial_data: dict[str, Any], at: datetime
+) -> tuple[AnyEvent, ...]:
+    """The events that create a job."""
+    start = blueprint.start_state
+    if start is None:
+        raise BlueprintError(f"blueprint {blueprint.name!r} has no start state")
+    return (
+        JobCreated(
+            at=at, job_id=job_id, blueprint=blueprint.name, start_state=start, initial_data=initial_data
+        ),
+    )
+
+
+def decide_step(
+    state: JobState, blueprint: Blueprint, outcome: HandlerOutcome, at: datetime
+) -> tuple[AnyEvent, ...]:
+    """The events that follow one handler run of the job's current state."""
+    if outcome.state != state.current_state or state.status not in ACTIVE_STATUSES:
+        # The job moved on while the handler ran (cancelled, or another instance won): drop the outcome.
+        return ()
+    spec = blueprint.states.get(state.current_state)
+    if spec is None:
+        error = ErrorInfo(
+            code="UNKNOWN_STATE",
+            message=f"blueprint {blueprint.name!r} has no handler for state {state.current_state!r}",
+        )
+        return _fail(state, error, at)
+    if outcome.error is not None:
+        return (
+            HandlerFailed(at=at, state=state.current_state, error=outcome.error, traceback=outcome.traceback),
+            JobFailed(at=at, state=state.current_state, error=outcome.error),
+        )
+    if spec.is_end:
+        if outcome.action is not None:
+            return _fail(
+                state, _action_error(f"the end state {spec.name!r} took an action; end states take none"), at
+            )
+        if spec.is_failure:
+            error = ErrorInfo(
+                code="FAILURE_STATE", message=f"the job ended in the failure state {spec.name!r}"
+            )
+            return (
+                JobFailed(
+                    at=at, state=spec.name, error=error, updates=outcome.updates, removed=outcome.removed
+                ),
+            )
+        return (JobFinished(at=at, state=spec.name, updates=outcome.updates, removed=outcome.removed),)
+    match outcome.action:
+        case None:
+            return _fail(
+                state,
+                _action_error(
+                    f"the handler of state {spec.name!r} returned without an action; call exactly one, "
+                    "e.g. actions.transition_to(...)"
+                ),
+                at,
+            )
+        case TransitionTo(state=target):
+            if target not in blueprint.states:
+                return _fail(
+                    state,
+                    _action_error(f"the handler of state {spec.name!r} moved to unknown state {target!r}"),
+                    at,
+                )
+            return (
+                StateEntered(
+                    at=at,
+                    state=target,
+                    from_state=spec.name,
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
+
+
+def decide_cancel(
+    state: JobState, at: datetime, *, reason: str = "", actor: str = ""
+) -> tuple[AnyEvent, ...]:
+    """The events that cancel a job; a job that has ended cannot be cancelled."""
+    if state.is_terminal:
+        raise JobNotCancellable(f"job {state.job_id} has already ended with status {state.status!r}")
+    return (JobCancelled(at=at, reason=reason, actor=actor),)
+
+
+def needs_step(state: JobState) -> bool:
+    """Whether the job's current state has a handler waiting to run."""
+    return state.status in ACTIVE_STATUSES
+
+
+def _action_error(message: str) -> ErrorInfo:
+    return ErrorInfo(code="ACTION_ERROR", type="ActionError", message=message)
+
+
+def _fail(state: JobState, error: ErrorInfo, at: datetime) -> tuple[AnyEvent, ...]:
+    return (
+        HandlerFailed(at=at, state=state.current_state, error=error),
+        JobFailed(at=at, state=state.current_state, error=error),
+    )

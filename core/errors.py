@@ -1,0 +1,101 @@
+"""Errors of the domain, each with a stable machine-readable code.
+
+The docstring of each class is its default message. The API maps ``code`` to an
+HTTP status in one place (``api/errors.py``); core never speaks HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ActionError",
+    "BlueprintError",
+    "BlueprintNotFound",
+    "ChronikError",
+    "ConfigError",
+    "InvalidInput",
+    "JobNotCancellable",
+    "JobNotFound",
+    "MigrationError",
+    "UnknownEventType",
+    "VersionConflict",
+]
+
+
+class ChronikError(Exception):
+    """chronik failed."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (type(self).__doc__ or "").strip()
+        super().__init__(self.message)
+
+
+class BlueprintError(ChronikError):
+    """The blueprint is not valid."""
+
+    code = "BLUEPRINT_ERROR"
+
+
+class ActionError(ChronikError):
+    """A handler used its actions wrongly."""
+
+    code = "ACTION_ERROR"
+
+
+class InvalidInput(ChronikError):
+    """The input is not valid."""
+
+    code = "INVALID_INPUT_ERROR"
+
+
+class BlueprintNotFound(ChronikError):
+    """No blueprint is registered under that name or endpoint."""
+
+    code = "BLUEPRINT_NOT_FOUND"
+
+
+class JobNotFound(ChronikError):
+    """No job has that id."""
+
+    code = "JOB_NOT_FOUND"
+
+
+class JobNotCancellable(ChronikError):
+    """The job has already ended and cannot be cancelled."""
+
+    code = "JOB_NOT_CANCELLABLE"
+
+
+class VersionConflict(ChronikError):
+    """Another writer appended to the job's stream first; reload and decide again."""
+
+    code = "VERSION_CONFLICT"
+
+
+class UnknownEventType(ChronikError):
+    """A stored event has a type this version of chronik does not know."""
+
+    code = "UNKNOWN_EVENT_TYPE"
+
+    def __init__(self, type_: str, position: int) -> None:
+        self.type = type_
+        self.position = position
+        super().__init__(
+            f"event at position {position} has type {type_!r}, which this version of chronik does not know; "
+            "upgrade chronik or register an upcaster"
+        )
+
+
+class MigrationError(ChronikError):
+    """The database schema cannot be brought up to date."""
+
+    code = "MIGRATION_ERROR"
+
+
+class ConfigError(ChronikError):
+    """A setting is missing or malformed."""
+
+    code = "CONFIG_ERROR"

@@ -1,0 +1,108 @@
+"""The fold: ``evolve(state, event) -> state``, one pure function for every use.
+
+The live engine, a full rebuild, the audit replay and "state as of version N"
+all go through this function, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, assert_never
+
+from msgspec.structs import replace
+
+from .events import (
+    AnyEvent,
+    ErrorInfo,
+    HandlerFailed,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobFinished,
+    StateEntered,
+)
+from .state import JobState, JobStatus
+
+__all__ = ["EventOutOfOrder", "evolve", "fold"]
+
+
+class EventOutOfOrder(ValueError):
+    """An event cannot follow the state it was applied to."""
+
+
+def evolve(state: JobState | None, event: AnyEvent) -> JobState:
+    """Apply one event to a job's state and return the new state."""
+    if state is None:
+        if not isinstance(event, JobCreated):
+            raise EventOutOfOrder(f"a stream must start with JobCreated, not {type(event).__name__}")
+        return JobState(
+            job_id=event.job_id,
+            blueprint=event.blueprint,
+            status=JobStatus.RUNNING,
+            current_state=event.start_state,
+            initial_data=dict(event.initial_data),
+            state_history={},
+            version=1,
+            created_at=event.at,
+            updated_at=event.at,
+        )
+    version = state.version + 1
+    match event:
+        case JobCreated():
+            raise EventOutOfOrder(f"job {state.job_id} was already created")
+        case StateEntered(state=target, updates=updates, removed=removed):
+            return replace(
+                state,
+                current_state=target,
+                state_history=_merge(state.state_history, updates, removed),
+                version=version,
+                updated_at=event.at,
+            )
+        case HandlerFailed():
+            # The failure itself is recorded; the status changes with the JobFailed that follows.
+            return replace(state, version=version, updated_at=event.at)
+        case JobFinished(updates=updates, removed=removed):
+            return replace(
+                state,
+                status=JobStatus.FINISHED,
+                state_history=_merge(state.state_history, updates, removed),
+                version=version,
+                updated_at=event.at,
+                finished_at=event.at,
+            )
+        case JobFailed(error=error, updates=updates, removed=removed):
+            return replace(
+                state,
+                status=JobStatus.FAILED,
+                state_history=_merge(state.state_history, updates, removed),
+                error=error,
+                version=version,
+                updated_at=event.at,
+                finished_at=event.at,
+            )
+        case JobCancelled(reason=reason):
+            return replace(
+                state,
+                status=JobStatus.CANCELLED,
+                error=ErrorInfo(code="CANCELLED", message=reason or "cancelled"),
+                version=version,
+                updated_at=event.at,
+                finished_at=event.at,
+            )
+        case _:
+            assert_never(event)
+
+
+def fold(events: Iterable[AnyEvent], state: JobState | None = None) -> JobState | None:
+    """Apply events in order, starting from ``state`` (nothing by default)."""
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _merge(history: dict[str, Any], updates: dict[str, Any], removed: tuple[str, ...]) -> dict[str, Any]:
+    if not updates and not removed:
+        return history
+    merged = {key: value for key, value in history.items() if key not in removed}
+    merged.update(updates)
+    return merged

@@ -1,0 +1,1 @@
+"""Projectors: fold events into read models. ``jobs`` is written inline, with each append."""

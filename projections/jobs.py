@@ -1,0 +1,64 @@
+"""The ``jobs`` projection: each job's current state, written with every append.
+
+The row is derived from the folded ``JobState`` by one function, ``job_row``;
+the same function serves the live write and a check against a fresh fold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from chronik.adapters.postgres.event_store import read_stream
+from chronik.adapters.postgres.queries import QUERIES
+from chronik.core.evolve import fold
+from chronik.core.state import JobState
+
+__all__ = ["job_row", "load_state", "project", "refold_differences"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(JobState)
+
+
+def job_row(state: JobState) -> tuple[Any, ...]:
+    """The projection row of a state, in the column order of ``upsert_job``."""
+    return (
+        state.job_id,
+        state.blueprint,
+        state.status,
+        state.current_state,
+        state.version,
+        state.created_at,
+        state.updated_at,
+        state.finished_at,
+        _encoder.encode(state).decode(),
+    )
+
+
+async def project(conn: asyncpg.Connection, state: JobState) -> None:
+    """Write the job's row; call in the transaction that appended the events."""
+    await conn.execute(QUERIES["upsert_job"], *job_row(state))
+
+
+async def load_state(conn: asyncpg.Connection, job_id: UUID) -> JobState | None:
+    """The job's current state from the projection; ``None`` for an unknown job."""
+    raw = await conn.fetchval(QUERIES["get_job_state"], job_id)
+    return None if raw is None else _decoder.decode(raw)
+
+
+async def refold_differences(conn: asyncpg.Connection, job_id: UUID) -> dict[str, tuple[Any, Any]]:
+    """Fold the job's stream afresh and compare with its stored row, column by column.
+
+    Returns ``{column: (stored, refolded)}`` for every column that differs; empty
+    when the projection is exactly what the log says. Both sides pass through
+    PostgreSQL's own text form, so the comparison is byte for byte.
+    """
+    stored = await conn.fetchrow(QUERIES["get_job_row"], job_id)
+    state = fold(recorded.event for recorded in await read_stream(conn, job_id))
+    if state is None or stored is None:
+        return {} if state is None and stored is None else {"row": (stored, state)}
+    refolded = await conn.fetchrow(QUERIES["normalize_job_row"], *job_row(state))
+    return {key: (stored[key], refolded[key]) for key in stored.keys() if stored[key] != refolded[key]}

@@ -1,0 +1,45 @@
+-- name: enqueue_step
+-- Ask for the handler of the job's current state to run; a pending step is reset, not doubled.
+-- $1 job_id uuid
+INSERT INTO job_steps (job_id, run_at)
+VALUES ($1, now())
+ON CONFLICT (job_id) DO UPDATE SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0;
+
+-- name: delete_step
+-- The job needs no handler run any more (it ended, or waits on something else).
+-- $1 job_id uuid
+DELETE FROM job_steps WHERE job_id = $1;
+
+-- name: claim_steps
+-- Lease up to $1 due steps to this instance for $2 seconds.
+-- SKIP LOCKED lets instances claim side by side without waiting on each other's rows;
+-- the lease (not the row lock) is what keeps a claimed step from a second instance,
+-- because no transaction stays open while the handler runs. A lease that runs out
+-- (the instance died) makes the step due again.
+-- $1 limit int, $2 lease seconds float8, $3 instance text
+WITH due AS (
+    SELECT job_id FROM job_steps
+    WHERE run_at <= now() AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY run_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_steps AS s
+SET leased_until = now() + make_interval(secs => $2), leased_by = $3, attempts = s.attempts + 1
+FROM due
+WHERE s.job_id = due.job_id
+RETURNING s.job_id, s.attempts;
+
+-- name: retry_step
+-- Give a claimed step back, to run again after $2 seconds (the engine could not finish it).
+-- $1 job_id uuid, $2 delay seconds float8, $3 instance text
+UPDATE job_steps
+SET run_at = now() + make_interval(secs => $2), leased_until = NULL, leased_by = NULL
+WHERE job_id = $1 AND leased_by = $3;
+
+-- name: drop_claimed_step
+-- Remove a step this instance holds, when its job needs no handler run any more.
+-- Matching the lease and attempt count leaves alone a step that was enqueued again meanwhile.
+-- $1 job_id uuid, $2 instance text, $3 attempts int
+DELETE FROM job_steps
+WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL;

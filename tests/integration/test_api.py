@@ -1,0 +1,138 @@
+"""The REST job API over a real engine and database: shapes, auth, and clear 4xx errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from chronik.api.app import create_app
+from chronik.core.errors import ConfigError
+from chronik.demo import blueprints
+from tests.conftest import wait_for
+
+TOKEN = {"X-Client-Token": "test-token"}
+
+
+@pytest.fixture
+async def client(make_engine: Any) -> AsyncIterator[AsyncTestClient[Any]]:
+    engine = await make_engine(*blueprints, start=False)
+    async with AsyncTestClient(app=create_app(engine, client_token="test-token")) as test_client:
+        yield test_client
+
+
+def assert_error(response: Any, status: int, code: str, fragment: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert fragment in error["message"]
+
+
+async def test_create_follow_and_read_history(client: AsyncTestClient[Any]) -> None:
+    created = await client.post("/api/v1/jobs/demo", json={"initial_data": {"name": "Ada"}}, headers=TOKEN)
+    assert created.status_code == 202
+    body = created.json()
+    assert body["status"] == "accepted"
+    job_id = body["job_id"]
+
+    async def finished() -> Any:
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()
+        return job if job["status"] == "finished" else None
+
+    job = await wait_for(finished)
+    assert job["id"] == job["job_id"] == job_id
+    assert job["blueprint_name"] == "demo"
+    assert job["current_state"] == "finished"
+    assert job["initial_data"] == {"name": "Ada"}
+    assert job["result"] == {"greeting": "Hello, Ada!", "shouted": "HELLO, ADA!"}
+    assert job["version"] == 4
+    assert job["created_at"] <= job["updated_at"] == job["finished_at"]
+
+    history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=TOKEN)).json()
+    assert [e["type"] for e in history] == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]
+    assert [e["version"] for e in history] == [1, 2, 3, 4]
+    assert history[1]["data"] == {
+        "state": "shout",
+        "from_state": "start",
+        "updates": {"greeting": "Hello, Ada!"},
+        "removed": [],
+    }
+
+
+async def test_failure_state_is_visible(client: AsyncTestClient[Any]) -> None:
+    created = await client.post("/api/v1/jobs/review", json={"initial_data": {"amount": 5000}}, headers=TOKEN)
+    job_id = created.json()["job_id"]
+
+    async def ended() -> Any:
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()
+        return job if job["status"] != "running" else None
+
+    job = await wait_for(ended)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "FAILURE_STATE"
+    assert job["result"] == {"decision": "rejected", "reason": "amount over 1000"}
+
+
+async def test_cancel(client: AsyncTestClient[Any]) -> None:
+    job_id = (await client.post("/api/v1/jobs/demo", json={}, headers=TOKEN)).json()["job_id"]
+    first = await client.post(f"/api/v1/jobs/{job_id}/cancel", headers=TOKEN)
+    if first.status_code == 200:
+        assert first.json() == {"status": "cancellation_request_accepted", "job_id": job_id}
+        assert (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()["status"] == "cancelled"
+    else:  # the demo is fast: it may have finished before the cancel arrived
+        assert_error(first, 409, "JOB_NOT_CANCELLABLE", "already ended")
+    again = await client.post(f"/api/v1/jobs/{job_id}/cancel", json={"reason": "twice"}, headers=TOKEN)
+    assert_error(again, 409, "JOB_NOT_CANCELLABLE", "already ended")
+
+
+async def test_client_token_is_required(client: AsyncTestClient[Any]) -> None:
+    assert_error(await client.post("/api/v1/jobs/demo", json={}), 401, "UNAUTHORIZED", "X-Client-Token")
+    wrong = await client.get(f"/api/v1/jobs/{uuid4()}", headers={"X-Client-Token": "nope"})
+    assert_error(wrong, 401, "UNAUTHORIZED", "not hold a valid client token")
+    assert (await client.get("/_public/status")).json() == {"status": "ok"}
+
+
+async def test_bad_input_gets_4xx_with_a_code(client: AsyncTestClient[Any]) -> None:
+    assert_error(
+        await client.post("/api/v1/jobs/nope", json={}, headers=TOKEN), 404, "BLUEPRINT_NOT_FOUND", "'nope'"
+    )
+    assert_error(
+        await client.post("/api/v1/jobs/demo", json={"initial_data": {}, "extra": 1}, headers=TOKEN),
+        400,
+        "INVALID_INPUT_ERROR",
+        "extra",
+    )
+    assert_error(
+        await client.post("/api/v1/jobs/demo", json={"initial_data": [1, 2]}, headers=TOKEN),
+        400,
+        "INVALID_INPUT_ERROR",
+        "initial_data",
+    )
+    malformed = await client.post(
+        "/api/v1/jobs/demo", content=b"{not json", headers={**TOKEN, "Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["code"] == "INVALID_INPUT_ERROR"
+    assert_error(
+        await client.get("/api/v1/jobs/xyz", headers=TOKEN), 400, "INVALID_INPUT_ERROR", "not a UUID"
+    )
+    assert_error(await client.get(f"/api/v1/jobs/{uuid4()}", headers=TOKEN), 404, "JOB_NOT_FOUND", "no job")
+    assert_error(
+        await client.get(f"/api/v1/jobs/{uuid4()}/history", headers=TOKEN), 404, "JOB_NOT_FOUND", "no job"
+    )
+    assert_error(await client.post(f"/api/v1/jobs/{uuid4()}/cancel", headers=TOKEN), 404, "JOB_NOT_FOUND", "")
+    assert_error(await client.get("/api/v1/nothing-here", headers=TOKEN), 404, "NOT_FOUND", "")
+
+
+async def test_openapi_docs_are_public(client: AsyncTestClient[Any]) -> None:
+    schema = (await client.get("/_public/docs/openapi.json")).json()
+    assert "/api/v1/jobs/{api_endpoint}" in schema["paths"]
+    assert (await client.get("/_public/docs")).status_code == 200
+
+
+def test_app_refuses_to_start_without_a_client_token() -> None:
+    with pytest.raises(ConfigError, match="CLIENT_TOKEN"):
+        create_app(object(), client_token=None)  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""Event types: stable tags, and a lossless round trip through JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from chronik.core.events import (
+    EVENT_TYPES,
+    ErrorInfo,
+    HandlerFailed,
+    JobCancelled,
+    JobCreated,
+    JobFailed,
+    JobFinished,
+    StateEntered,
+    decode_event,
+    encode_event_data,
+)
+
+AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def test_stored_tags_never_change() -> None:
+    # A snapshot: renaming a tag would orphan every stored event of that type.
+    assert sorted(EVENT_TYPES) == [
+        "HandlerFailed",
+        "JobCancelled",
+        "JobCreated",
+        "JobFailed",
+        "JobFinished",
+        "StateEntered",
+    ]
+
+
+def test_every_event_type_round_trips() -> None:
+    error = ErrorInfo(code="HANDLER_ERROR", type="ValueError", message="boom")
+    samples = [
+        JobCreated(at=AT, job_id=uuid4(), blueprint="b", start_state="s", initial_data={"x": [1, 2]}),
+        StateEntered(at=AT, state="b", from_state="a", updates={"k": {"n": 1}}, removed=("old",)),
+        HandlerFailed(at=AT, state="a", error=error, traceback="tb"),
+        JobFinished(at=AT, state="done", updates={"done": 1}),
+        JobFailed(at=AT, state="a", error=error),
+        JobCancelled(at=AT, reason="r", actor="client"),
+    ]
+    assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
+    for sample in samples:
+        tag = type(sample).__struct_config__.tag
+        assert decode_event(tag, encode_event_data(sample)) == sample
+
+
+def test_unknown_type_decodes_to_none() -> None:
+    assert decode_event("NoSuchEvent", b"{}") is None
+
+
+def test_old_event_without_new_fields_still_decodes() -> None:
+    # Fields are only ever added with defaults, so an event stored before they existed still reads.
+    stored = b'{"type":"StateEntered","at":"2026-01-02T03:04:05Z","state":"b","from_state":"a"}'
+    event = decode_event("StateEntered", stored)
+    assert event == StateEntered(at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), state="b", from_state="a")
