@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+
 import asyncpg
 
 from chronik.core.errors import MigrationError

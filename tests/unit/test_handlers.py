@@ -10,8 +10,8 @@ from chronik._handlers import run_handler
 from chronik.core.actions import TransitionTo
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_create
-from chronik.core.evolve import evolve, fold
 from chronik.core.events import StateEntered
+from chronik.core.evolve import evolve, fold
 from chronik.core.state import JobState
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
