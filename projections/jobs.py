@@ -61,4 +61,5 @@ async def refold_differences(conn: asyncpg.Connection, job_id: UUID) -> dict[str
     if state is None or stored is None:
         return {} if state is None and stored is None else {"row": (stored, state)}
     refolded = await conn.fetchrow(QUERIES["normalize_job_row"], *job_row(state))
-    return {key: (stored[key], refolded[key]) for key in stored.keys() if stored[key] != refolded[key]}  # noqa: SIM118 (a Record iterates values)
+    before, after = dict(stored), dict(refolded)
+    return {key: (value, after[key]) for key, value in before.items() if value != after[key]}

@@ -125,9 +125,9 @@ async def make_engine(database_url: str) -> AsyncIterator[Callable[..., Any]]:
             await engine.stop()
 
 
-async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Await ``predicate()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate: Callable[[], Any], *, within: float = 10.0, interval: float = 0.05) -> Any:
+    """Await ``predicate()`` until it returns something truthy; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = predicate()
         if asyncio.iscoroutine(result):
@@ -135,5 +135,5 @@ async def wait_for(predicate: Callable[[], Any], *, timeout: float = 10.0, inter
         if result:
             return result
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)

@@ -64,7 +64,7 @@ async def test_two_engines_apply_each_step_once(make_engine: Any, pool: asyncpg.
             live = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'running'")
         return live == 0
 
-    await wait_for(all_ended, timeout=60)
+    await wait_for(all_ended, within=60)
 
     # Every handler ran exactly once per step, and both engines took part.
     assert len(calls) == JOBS * 4
