@@ -109,14 +109,14 @@ def fast_settings(**overrides: Any) -> Settings:
 
 @pytest.fixture
 async def make_engine(database_url: str) -> AsyncIterator[Callable[..., Any]]:
-    """Start engines on this test's database; every engine started is stopped at the end."""
+    """Make (and by default start) engines on this test's database; every one is stopped at the end."""
     started: list[Engine] = []
 
     async def make(*blueprints: Any, start: bool = True, **settings: Any) -> Engine:
         engine = Engine(database_url, blueprints=blueprints, settings=fast_settings(**settings))
+        started.append(engine)
         if start:
             await engine.start()
-            started.append(engine)
         return engine
 
     yield make
