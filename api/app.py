@@ -17,20 +17,32 @@ from .guards import client_token_guard
 from .ports import Orchestrator
 from .routes.jobs import job_routes
 from .routes.public import status
+from .routes.workers import worker_routes
+from .worker_auth import WorkerCredentials
 
 __all__ = ["create_app"]
 
 
-def create_app(engine: Orchestrator, *, client_token: str | None, manage_engine: bool = True) -> Litestar:
+def create_app(
+    engine: Orchestrator,
+    *,
+    client_token: str | None,
+    worker_token: str | None = None,
+    workers_config_path: str | None = None,
+    manage_engine: bool = True,
+) -> Litestar:
     """The HTTP app over ``engine``.
 
     Args:
         engine: The orchestrator the routes call.
         client_token: The token clients must send as ``X-Client-Token``; required.
+        worker_token: ``GLOBAL_WORKER_TOKEN``, the token any worker may send as ``X-Worker-Token``.
+        workers_config_path: ``WORKERS_CONFIG_PATH``, a ``workers.toml`` of per-worker tokens.
         manage_engine: Start the engine when the app starts and stop it when the app stops.
     """
     if not client_token:
         raise ConfigError("CLIENT_TOKEN is not set; clients authenticate with it (X-Client-Token)")
+    credentials = WorkerCredentials(worker_token, workers_config_path)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -43,10 +55,14 @@ def create_app(engine: Orchestrator, *, client_token: str | None, manage_engine:
                 await engine.stop()
 
     return Litestar(
-        route_handlers=[job_routes([client_token_guard(client_token)]), status],
+        route_handlers=[
+            job_routes([client_token_guard(client_token)]),
+            worker_routes(lambda: credentials),
+            status,
+        ],
         exception_handlers=exception_handlers,
         lifespan=[lifespan],
-        state=State({"engine": engine}),
+        state=State({"engine": engine, "worker_credentials": credentials}),
         openapi_config=OpenAPIConfig(
             title="chronik",
             version="1",

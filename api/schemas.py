@@ -21,7 +21,9 @@ __all__ = [
     "HistoryEntry",
     "JobAccepted",
     "JobView",
+    "RetryAccepted",
     "Status",
+    "TaskView",
 ]
 
 
@@ -51,6 +53,23 @@ class CancelAccepted(msgspec.Struct, kw_only=True):
     job_id: UUID
 
 
+class RetryAccepted(msgspec.Struct, kw_only=True):
+    """A quarantined job's task was queued again."""
+
+    status: str = "retry_accepted"
+    job_id: UUID
+
+
+class TaskView(msgspec.Struct, kw_only=True):
+    """The task a job waits on."""
+
+    task_id: UUID
+    task_type: str
+    attempt: int
+    max_retries: int
+    available_at: datetime
+
+
 class JobView(msgspec.Struct, kw_only=True):
     """A job's current state as clients see it (Avtomatika's field names)."""
 
@@ -67,10 +86,23 @@ class JobView(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
+    task: TaskView | None = None
+    progress: dict[str, Any] | None = None
+    """The last progress a worker reported: ``progress`` (as sent), ``message``, ``at``, ``worker_id``."""
 
     @classmethod
-    def of(cls, state: JobState) -> JobView:
+    def of(cls, state: JobState, *, progress: dict[str, Any] | None = None) -> JobView:
         """The view of a folded state."""
+        task = state.task
+        task_view = None
+        if task is not None and not state.is_terminal:
+            task_view = TaskView(
+                task_id=task.task_id,
+                task_type=task.task_type,
+                attempt=task.attempt,
+                max_retries=task.max_retries,
+                available_at=task.available_at,
+            )
         return cls(
             id=state.job_id,
             job_id=state.job_id,
@@ -85,6 +117,8 @@ class JobView(msgspec.Struct, kw_only=True):
             created_at=state.created_at,
             updated_at=state.updated_at,
             finished_at=state.finished_at,
+            task=task_view,
+            progress=progress,
         )
 
 

@@ -22,6 +22,7 @@ from chronik.core.state import JobState, JobStatus
 
 from .engine import Engine
 from .settings import Settings
+from .worker import Result, TaskError, Worker
 
 __all__ = [
     "Actions",
@@ -35,6 +36,9 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "JobStatus",
+    "Result",
     "Settings",
+    "TaskError",
     "VersionConflict",
+    "Worker",
 ]

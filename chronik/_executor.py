@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_step, needs_step
@@ -38,7 +39,7 @@ class StepExecutor:
         store: JobStore,
         blueprints: Mapping[str, Blueprint],
         *,
-        wake: asyncio.Event,
+        wake: Signal,
         instance: str,
         max_concurrent: int,
         poll_interval: float,
@@ -60,8 +61,8 @@ class StepExecutor:
         """Claim and run steps until ``stop`` is set, then let running handlers finish."""
         while not stop.is_set():
             free = self._max_concurrent - len(self._running)
+            woken = self._wake.current()
             if free > 0:
-                self._wake.clear()
                 self._slot_freed.clear()
                 try:
                     claimed = await self._store.claim_steps(
@@ -74,7 +75,7 @@ class StepExecutor:
                     self._spawn(step)
                 if claimed and len(claimed) == free:
                     continue
-            await self._wait(stop)
+            await self._wait(stop, woken)
         await self.drain()
 
     async def drain(self, grace_seconds: float = 30.0) -> None:
@@ -100,10 +101,10 @@ class StepExecutor:
         self._running.discard(task)
         self._slot_freed.set()
 
-    async def _wait(self, stop: asyncio.Event) -> None:
+    async def _wait(self, stop: asyncio.Event, woken: asyncio.Event) -> None:
         # Jitter spreads the safety-net polls of many instances apart.
         timeout = self._poll_interval * random.uniform(0.8, 1.2)
-        waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop, self._slot_freed)]
+        waiters = [asyncio.ensure_future(e.wait()) for e in (woken, stop, self._slot_freed)]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from chronik.adapters.postgres import event_store, steps
+from chronik.adapters.postgres import event_store, steps, tasks
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.decide import needs_step
 from chronik.core.events import AnyEvent
@@ -31,29 +31,49 @@ class JobStore:
         events: Sequence[AnyEvent],
         *,
         meta: dict[str, Any] | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
-        In the same transaction the ``jobs`` row is rewritten and the job's step is
-        enqueued or removed, so a step exists exactly when the state needs one.
-        Raises ``VersionConflict`` when the stream moved since ``before`` was read.
+        In the same transaction the ``jobs`` row is rewritten, the job's step is
+        enqueued or removed (a step exists exactly when the state needs one), and
+        its task rows follow its task. With ``conn``, all of it joins the caller's
+        transaction. Raises ``VersionConflict`` when the stream moved since ``before`` was read.
         """
         after = fold(events, before)
         if after is None:
             raise ValueError("commit needs at least one event or a prior state")
-        async with self.pool.acquire() as conn, conn.transaction():
-            await event_store.append(conn, after.job_id, before.version if before else 0, events, meta=meta)
-            await jobs_projection.project(conn, after)
-            if needs_step(after):
-                await steps.enqueue(conn, after.job_id)
-            else:
-                await steps.delete(conn, after.job_id)
+        if conn is not None:
+            async with conn.transaction():
+                await self._write(conn, before, after, events, meta)
+            return after
+        async with self.pool.acquire() as own, own.transaction():
+            await self._write(own, before, after, events, meta)
         return after
 
-    async def load(self, job_id: UUID) -> JobState | None:
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        before: JobState | None,
+        after: JobState,
+        events: Sequence[AnyEvent],
+        meta: dict[str, Any] | None,
+    ) -> None:
+        await event_store.append(conn, after.job_id, before.version if before else 0, events, meta=meta)
+        await jobs_projection.project(conn, after)
+        if needs_step(after):
+            await steps.enqueue(conn, after.job_id)
+        elif before is not None and needs_step(before):
+            await steps.delete(conn, after.job_id)
+        if after.task is not None or (before is not None and before.task is not None):
+            await tasks.sync(conn, after)
+
+    async def load(self, job_id: UUID, *, conn: asyncpg.Connection | None = None) -> JobState | None:
         """The job's current state, or ``None`` for an unknown job."""
-        async with self.pool.acquire() as conn:
+        if conn is not None:
             return await jobs_projection.load_state(conn, job_id)
+        async with self.pool.acquire() as own:
+            return await jobs_projection.load_state(own, job_id)
 
     async def history(self, job_id: UUID) -> list[RecordedEvent]:
         """Every event of the job, in order."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NoReturn
 from uuid import UUID
 
@@ -20,13 +23,14 @@ from chronik.core.errors import ChronikError
 
 from ._logging import configure_logging
 from .engine import Engine
-from .loader import load_blueprints
+from .loader import load_blueprints, load_worker
 from .server import serve
 from .settings import Settings
 
 __all__ = ["main"]
 
 DEMO_APP = "chronik.demo:blueprints"
+DEMO_WORKER = "chronik.demo:worker"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     dev.add_argument("--port", type=int, default=8080, help="default: 8080")
+    dev.add_argument(
+        "--worker",
+        metavar="WORKER_APP",
+        help=f"also run this chronik.Worker (module:attribute) as a separate process "
+        f"(default: {DEMO_WORKER} with the demo, none with your APP)",
+    )
+    dev.add_argument("--no-worker", action="store_true", help="start no worker process")
 
     srv = commands.add_parser(
         "serve",
@@ -60,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("app", help="module:attribute of blueprints, e.g. myflows:blueprints")
     srv.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
     srv.add_argument("--port", type=int, default=8080, help="default: 8080")
+
+    wrk = commands.add_parser(
+        "worker",
+        help="run a worker process (chronik.Worker)",
+        description="Run the chronik.Worker named by APP. The orchestrator's URL comes from --url or "
+        "ORCHESTRATOR_URL (default http://127.0.0.1:8080), its token from WORKER_TOKEN, the worker's id "
+        "from WORKER_ID (default host-pid). SIGTERM finishes in-flight tasks, a second one exits at once.",
+    )
+    wrk.add_argument("app", help="module:attribute of a chronik.Worker, e.g. myworkers:worker")
+    wrk.add_argument("--url", help="the orchestrator's URL (default: ORCHESTRATOR_URL)")
 
     db = commands.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply pending migrations (idempotent; safe to run from several instances)")
@@ -94,8 +115,26 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         case "dev":
             if not settings.client_token:
                 settings = msgspec.structs.replace(settings, client_token=secrets.token_urlsafe(24))
+            if not settings.global_worker_token and not settings.workers_config_path:
+                settings = msgspec.structs.replace(settings, global_worker_token=secrets.token_urlsafe(24))
             engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
-            await serve(engine, host=args.host, port=args.port, on_ready=lambda: _banner(engine, args))
+            worker_app = (
+                None if args.no_worker else args.worker or (DEMO_WORKER if args.app == DEMO_APP else None)
+            )
+            if worker_app is not None:
+                load_worker(worker_app)  # fail now, naming the module, rather than in the child
+            async with _worker_process(worker_app, engine, args) as start_worker:
+
+                def ready() -> None:
+                    start_worker()
+                    _banner(engine, args, worker_app)
+
+                await serve(engine, host=args.host, port=args.port, on_ready=ready)
+        case "worker":
+            worker = load_worker(args.app)
+            if args.url:
+                worker.url = args.url
+            await worker.serve_until_signalled()
         case "serve":
             engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
             if not settings.client_token:
@@ -134,13 +173,43 @@ async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
         print(f"{entry.version:>7}  {entry.recorded_at.isoformat():<32}  {entry.type:<14}  {data}")
 
 
-def _banner(engine: Engine, args: argparse.Namespace) -> None:
+@contextlib.asynccontextmanager
+async def _worker_process(
+    worker_app: str | None, engine: Engine, args: argparse.Namespace
+) -> AsyncIterator[Callable[[], None]]:
+    """A function that starts ``chronik worker WORKER_APP`` against this server; stopped on exit."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        if worker_app is None:
+            return
+        env = {
+            **os.environ,
+            "ORCHESTRATOR_URL": f"http://{args.host}:{args.port}",
+            "WORKER_TOKEN": engine.settings.global_worker_token or "",
+        }
+        children.append(subprocess.Popen([sys.executable, "-m", "chronik", "worker", worker_app], env=env))
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                await asyncio.to_thread(child.wait, 30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _banner(engine: Engine, args: argparse.Namespace, worker_app: str | None) -> None:
     url = f"http://{args.host}:{args.port}"
     token = engine.settings.client_token
     endpoint = next(iter(sorted(engine._endpoints)), "demo")
     print(
         f"\nchronik is serving {', '.join(sorted(engine.blueprints))} at {url}\n"
         f"  database:     {_redact(engine.database_url)}\n"
+        f"  worker:       {worker_app or 'none started (run: chronik worker APP)'}\n"
         f"  client token: {token}\n"
         f"  API docs:     {url}/_public/docs\n\n"
         "Create a job:\n"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,24 +28,33 @@ import asyncpg
 import structlog
 
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
+from chronik.adapters.postgres import tasks as task_queue
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import migrate
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_cancel, decide_create
 from chronik.core.errors import BlueprintError, BlueprintNotFound, JobNotFound, VersionConflict
+from chronik.core.events import AnyEvent
+from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
+from chronik.core.tasks import decide_retry
 
 from ._executor import StepExecutor
 from ._store import JobStore
+from ._watcher import Watcher
+from ._workers import WorkerService
 from .settings import Settings
 
-__all__ = ["STEPS_CHANNEL", "Engine"]
+__all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Engine"]
 
 log = structlog.get_logger("chronik.engine")
 
 STEPS_CHANNEL = "chronik_steps"
 """The NOTIFY channel of the ``job_steps`` queue (see migration 0003)."""
+
+TASKS_CHANNEL = "chronik_tasks"
+"""The NOTIFY channel of the ``tasks`` queue (see migration 0004)."""
 
 _MAX_COMMAND_ATTEMPTS = 10
 
@@ -71,7 +80,9 @@ class Engine:
         self._embedded: EmbeddedPostgres | None = None
         self._listener: Listener | None = None
         self._stop = asyncio.Event()
-        self._executor_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._workers: WorkerService | None = None
+        self.watcher: Watcher | None = None
 
     # -- blueprints -------------------------------------------------------------
 
@@ -129,28 +140,54 @@ class Engine:
             if applied:
                 log.info("migrated", applied=applied)
         if run_executor:
-            self._listener = Listener(self._database_url, [STEPS_CHANNEL])
-            await self._listener.start()
-            self._stop.clear()
-            executor = StepExecutor(
-                self._store,
-                self.blueprints,
-                wake=self._listener.event(STEPS_CHANNEL),
-                instance=self.settings.instance_id,
-                max_concurrent=self.settings.max_concurrent_jobs,
-                poll_interval=self.settings.poll_interval,
-                lease_seconds=self.settings.step_lease_seconds,
-            )
-            self._executor_task = asyncio.create_task(executor.run(self._stop), name="chronik-executor")
+            await self._start_background(self._store, self._database_url)
         log.info("engine_started", instance=self.settings.instance_id, blueprints=sorted(self.blueprints))
+
+    async def _start_background(self, store: JobStore, dsn: str) -> None:
+        settings = self.settings
+        policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
+        self._listener = Listener(dsn, [STEPS_CHANNEL, TASKS_CHANNEL])
+        await self._listener.start()
+        self._stop.clear()
+        executor = StepExecutor(
+            store,
+            self.blueprints,
+            wake=self._listener.signal(STEPS_CHANNEL),
+            instance=settings.instance_id,
+            max_concurrent=settings.max_concurrent_jobs,
+            poll_interval=settings.poll_interval,
+            lease_seconds=settings.step_lease_seconds,
+        )
+        self._workers = WorkerService(
+            store,
+            tasks_signal=self._listener.signal(TASKS_CHANNEL),
+            lease_seconds=settings.task_lease_seconds,
+            max_poll_seconds=settings.max_poll_seconds,
+            policy=policy,
+            instance=settings.instance_id,
+        )
+        self.watcher = Watcher(
+            store, dsn=dsn, interval=settings.watcher_interval, policy=policy, instance=settings.instance_id
+        )
+        self._background = [
+            asyncio.create_task(executor.run(self._stop), name="chronik-executor"),
+            asyncio.create_task(self.watcher.run(self._stop), name="chronik-watcher"),
+        ]
+
+    @property
+    def workers(self) -> WorkerService:
+        """The worker protocol's service (after ``start``)."""
+        if self._workers is None:
+            raise RuntimeError("the engine has not started with its executor")
+        return self._workers
 
     async def stop(self) -> None:
         """Let running handlers finish, then disconnect (and stop the embedded server)."""
         self._stop.set()
-        if self._executor_task is not None:
+        for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._executor_task
-            self._executor_task = None
+                await task
+        self._background = []
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
@@ -214,15 +251,34 @@ class Engine:
         return events
 
     async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
-        """Cancel a job that has not ended; ``JobNotCancellable`` when it has."""
+        """Cancel a job that has not ended; ``JobNotCancellable`` when it has.
+
+        Its queued task is withdrawn; a worker running it is told on its next heartbeat.
+        """
+        return await self._command(
+            job_id, lambda state: decide_cancel(state, _now(), reason=reason, actor=actor), actor
+        )
+
+    async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState:
+        """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
+        return await self._command(job_id, lambda state: decide_retry(state, _now(), actor=actor), actor)
+
+    async def job_progress(self, job_id: UUID) -> dict[str, Any] | None:
+        """The progress a worker last reported for the job's current task, if any."""
+        async with self.store.pool.acquire() as conn:
+            return await task_queue.job_progress(conn, job_id)
+
+    async def _command(
+        self, job_id: UUID, decide: Callable[[JobState], tuple[AnyEvent, ...]], actor: str
+    ) -> JobState:
         for _ in range(_MAX_COMMAND_ATTEMPTS):
             state = await self.get_job(job_id)
-            events = decide_cancel(state, _now(), reason=reason, actor=actor)
+            events = decide(state)
             try:
                 return await self.store.commit(state, events, meta=self._meta(actor))
             except VersionConflict:
                 continue
-        raise VersionConflict(f"job {job_id} kept moving; could not cancel it")
+        raise VersionConflict(f"job {job_id} kept moving; try again")
 
     def _meta(self, actor: str) -> dict[str, Any]:
         meta: dict[str, Any] = {"instance": self.settings.instance_id}

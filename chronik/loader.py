@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from chronik.core.blueprint import Blueprint
 from chronik.core.errors import ConfigError
 
-__all__ = ["load_blueprints"]
+from .worker import Worker
+
+__all__ = ["load_blueprints", "load_object", "load_worker"]
 
 
 def load_blueprints(ref: str) -> list[Blueprint]:
@@ -20,6 +22,33 @@ def load_blueprints(ref: str) -> list[Blueprint]:
     that takes no arguments and returns either. The current directory is
     importable, as with ``python -m``.
     """
+    target = load_object(ref)
+    module_name, _, attribute = ref.partition(":")
+    if callable(target) and not isinstance(target, Blueprint):
+        target = target()
+    if isinstance(target, Blueprint):
+        return [target]
+    if isinstance(target, Iterable) and not isinstance(target, str | bytes):
+        found = list(target)
+        bad = [item for item in found if not isinstance(item, Blueprint)]
+        if not bad and found:
+            return found
+    raise ConfigError(
+        f"APP {ref!r}: {module_name}.{attribute} is {type(target).__name__}; expected a Blueprint, "
+        "a list of Blueprints, or a function returning one"
+    )
+
+
+def load_worker(ref: str) -> Worker:
+    """Import ``module:attribute`` and return the ``chronik.Worker`` it names."""
+    target = load_object(ref)
+    if not isinstance(target, Worker):
+        raise ConfigError(f"APP {ref!r} is {type(target).__name__}; expected a chronik.Worker")
+    return target
+
+
+def load_object(ref: str) -> object:
+    """The object ``module:attribute`` names; errors name the module or attribute at fault."""
     module_name, sep, attribute = ref.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"APP {ref!r} must have the form module:attribute, e.g. myflows:bp")
@@ -34,16 +63,4 @@ def load_blueprints(ref: str) -> list[Blueprint]:
         if not hasattr(target, part):
             raise ConfigError(f"APP {ref!r}: module {module_name!r} has no attribute {attribute!r}")
         target = getattr(target, part)
-    if callable(target) and not isinstance(target, Blueprint):
-        target = target()
-    if isinstance(target, Blueprint):
-        return [target]
-    if isinstance(target, Iterable) and not isinstance(target, str | bytes):
-        found = list(target)
-        bad = [item for item in found if not isinstance(item, Blueprint)]
-        if not bad and found:
-            return found
-    raise ConfigError(
-        f"APP {ref!r}: {module_name}.{attribute} is {type(target).__name__}; expected a Blueprint, "
-        "a list of Blueprints, or a function returning one"
-    )
+    return target

@@ -21,7 +21,14 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
     The engine starts before the port opens, so a failure to reach the database is
     raised here, with its message, rather than logged by the server.
     """
-    app = create_app(engine, client_token=engine.settings.client_token, manage_engine=False)
+    settings = engine.settings
+    app = create_app(
+        engine,
+        client_token=settings.client_token,
+        worker_token=settings.global_worker_token,
+        workers_config_path=settings.workers_config_path,
+        manage_engine=False,
+    )
     await engine.start()
     try:
         server = uvicorn.Server(

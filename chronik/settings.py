@@ -38,6 +38,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``DB_POOL_MAX_SIZE``: the most database connections this instance opens (plus one for LISTEN)."""
     instance_id: str = ""
     """``INSTANCE_ID``: this instance's name in logs and event metadata; host and pid by default."""
+    global_worker_token: str | None = None
+    """``GLOBAL_WORKER_TOKEN``: the token any worker may send as ``X-Worker-Token``."""
+    workers_config_path: str | None = None
+    """``WORKERS_CONFIG_PATH``: a ``workers.toml`` of per-worker tokens (``[worker_id] token = "..."``)."""
+    task_lease_seconds: float = 60.0
+    """``TASK_LEASE_SECONDS``: how long a worker holds a task without a heartbeat or progress."""
+    watcher_interval: float = 2.0
+    """``WATCHER_INTERVAL_SECONDS``: how often the watcher looks for expired leases and timeouts."""
+    retry_base_seconds: float = 1.0
+    """``TASK_RETRY_BASE_SECONDS``: the first retry waits between half of this and this."""
+    retry_max_seconds: float = 300.0
+    """``TASK_RETRY_MAX_SECONDS``: the longest wait between retries."""
+    max_poll_seconds: float = 60.0
+    """``WORKER_POLL_MAX_SECONDS``: the longest a worker's long-poll is held, whatever it asks."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -52,6 +66,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", int, 20, minimum=2),
             instance_id=env.get("INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            global_worker_token=env.get("GLOBAL_WORKER_TOKEN") or None,
+            workers_config_path=env.get("WORKERS_CONFIG_PATH") or None,
+            task_lease_seconds=_number(env, "TASK_LEASE_SECONDS", float, 60.0, minimum=1),
+            watcher_interval=_number(env, "WATCHER_INTERVAL_SECONDS", float, 2.0, minimum=0.05),
+            retry_base_seconds=_number(env, "TASK_RETRY_BASE_SECONDS", float, 1.0, minimum=0),
+            retry_max_seconds=_number(env, "TASK_RETRY_MAX_SECONDS", float, 300.0, minimum=0),
+            max_poll_seconds=_number(env, "WORKER_POLL_MAX_SECONDS", float, 60.0, minimum=0),
         )
 
 

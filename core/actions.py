@@ -7,11 +7,13 @@ after the handler has returned, so nothing a handler does is half-applied.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from .errors import ActionError
 
-__all__ = ["Action", "Actions", "TransitionTo", "describe_action"]
+__all__ = ["Action", "Actions", "DispatchTask", "TransitionTo", "describe_action"]
 
 
 class TransitionTo(msgspec.Struct, frozen=True, tag="transition_to"):
@@ -20,12 +22,27 @@ class TransitionTo(msgspec.Struct, frozen=True, tag="transition_to"):
     state: str
 
 
-Action = TransitionTo
+class DispatchTask(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch_task"):
+    """Hand a task to a worker; the job moves on by ``transitions[result status]``."""
+
+    task_type: str
+    params: dict[str, Any] = {}
+    transitions: dict[str, str]
+    timeout_seconds: float | None = None
+    max_retries: int = 3
+    priority: int = 0
+
+
+Action = TransitionTo | DispatchTask
 
 
 def describe_action(action: Action) -> str:
     """The action as the call that made it, for error messages."""
-    return f"actions.transition_to({action.state!r})"
+    match action:
+        case TransitionTo(state=state):
+            return f"actions.transition_to({state!r})"
+        case DispatchTask(task_type=task_type):
+            return f"actions.dispatch_task({task_type!r}, ...)"
 
 
 class Actions:
@@ -45,6 +62,56 @@ class Actions:
         if not isinstance(state, str) or not state:
             raise ActionError(f"actions.transition_to() needs a state name, got {state!r}")
         self._take(TransitionTo(state))
+
+    def dispatch_task(
+        self,
+        task_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        transitions: dict[str, str],
+        timeout_seconds: float | None = None,
+        max_retries: int = 3,
+        priority: int = 0,
+    ) -> None:
+        """Hand ``task_type`` with ``params`` to a worker once the handler returns.
+
+        Args:
+            task_type: The skill a worker must have.
+            params: JSON parameters for the worker.
+            transitions: The next state for each result status the worker may return
+                (``"success"``, ``"failure"``, or any custom status).
+            timeout_seconds: Time one attempt may run after a worker took it; past it,
+                the attempt fails with TIMEOUT_ERROR. None: no limit beyond the lease.
+            max_retries: Retries after the first attempt for retryable errors;
+                then the job is quarantined.
+            priority: Higher runs first; equal priorities run oldest first.
+        """
+        if not isinstance(task_type, str) or not task_type:
+            raise ActionError(f"actions.dispatch_task() needs a task type, got {task_type!r}")
+        if not isinstance(transitions, dict) or not transitions:
+            raise ActionError("actions.dispatch_task() needs transitions, e.g. {'success': 'next_state'}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in transitions.items()):
+            raise ActionError(
+                f"actions.dispatch_task(): transitions must map status names to states: {transitions!r}"
+            )
+        if params is not None and not isinstance(params, dict):
+            raise ActionError(f"actions.dispatch_task(): params must be a dict, got {type(params).__name__}")
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ActionError(
+                f"actions.dispatch_task(): timeout_seconds must be positive, got {timeout_seconds}"
+            )
+        if max_retries < 0:
+            raise ActionError(f"actions.dispatch_task(): max_retries must be 0 or more, got {max_retries}")
+        self._take(
+            DispatchTask(
+                task_type=task_type,
+                params=dict(params or {}),
+                transitions=dict(transitions),
+                timeout_seconds=timeout_seconds,
+                max_retries=max_retries,
+                priority=priority,
+            )
+        )
 
     def _take(self, action: Action) -> None:
         if self._taken is not None:

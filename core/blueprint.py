@@ -36,6 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRANSITION_METHODS = frozenset({"transition_to"})
+_DICT_TRANSITION_METHODS = frozenset({"dispatch_task"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +194,10 @@ class Blueprint:
 
 
 def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
-    """The literal targets of ``actions.transition_to(...)`` in a handler's source.
+    """The literal targets of a handler's actions, read from its source.
+
+    ``actions.transition_to("x")`` targets ``x``; ``actions.dispatch_task(...,
+    transitions={"success": "y"})`` targets ``y``.
 
     ``None`` when the source is not available or a target is computed at run time.
     Reading the source is the one file access in core: it happens once, at
@@ -206,14 +210,24 @@ def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
         return None
     targets: set[str] = set()
     for node in ast.walk(tree):
-        if not (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in _TRANSITION_METHODS
-        ):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
-        arg = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "state"), None)
-        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-            return None
-        targets.add(arg.value)
+        method = node.func.attr
+        if method in _TRANSITION_METHODS:
+            arg = node.args[0] if node.args else _keyword(node, "state")
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                return None
+            targets.add(arg.value)
+        elif method in _DICT_TRANSITION_METHODS:
+            mapping = _keyword(node, "transitions")
+            if not isinstance(mapping, ast.Dict):
+                return None
+            for value in mapping.values:
+                if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
+                    return None
+                targets.add(value.value)
     return frozenset(targets)
+
+
+def _keyword(node: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in node.keywords if k.arg == name), None)

@@ -6,13 +6,14 @@ and appends. Deciding again after a version conflict is always safe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
-from uuid import UUID
+from typing import Any, assert_never
+from uuid import UUID, uuid4
 
 import msgspec
 
-from .actions import Action, TransitionTo
+from .actions import Action, DispatchTask, TransitionTo
 from .blueprint import Blueprint
 from .errors import BlueprintError, JobNotCancellable
 from .events import (
@@ -24,6 +25,7 @@ from .events import (
     JobFailed,
     JobFinished,
     StateEntered,
+    TaskDispatched,
 )
 from .state import ACTIVE_STATUSES, JobState
 
@@ -64,7 +66,12 @@ def decide_create(
 
 
 def decide_step(
-    state: JobState, blueprint: Blueprint, outcome: HandlerOutcome, at: datetime
+    state: JobState,
+    blueprint: Blueprint,
+    outcome: HandlerOutcome,
+    at: datetime,
+    *,
+    new_id: Callable[[], UUID] = uuid4,
 ) -> tuple[AnyEvent, ...]:
     """The events that follow one handler run of the job's current state."""
     if outcome.state != state.current_state or state.status not in ACTIVE_STATUSES:
@@ -123,6 +130,34 @@ def decide_step(
                     removed=outcome.removed,
                 ),
             )
+        case DispatchTask() as task:
+            unknown = [target for target in task.transitions.values() if target not in blueprint.states]
+            if unknown:
+                return _fail(
+                    state,
+                    _action_error(
+                        f"the handler of state {spec.name!r} dispatched {task.task_type!r} with transitions "
+                        f"to unknown state(s) {', '.join(map(repr, unknown))}"
+                    ),
+                    at,
+                )
+            return (
+                TaskDispatched(
+                    at=at,
+                    task_id=new_id(),
+                    task_type=task.task_type,
+                    state=spec.name,
+                    params=task.params,
+                    transitions=task.transitions,
+                    timeout_seconds=task.timeout_seconds,
+                    max_retries=task.max_retries,
+                    priority=task.priority,
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
+        case _:
+            assert_never(outcome.action)
 
 
 def decide_cancel(

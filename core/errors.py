@@ -14,12 +14,18 @@ __all__ = [
     "BlueprintNotFound",
     "ChronikError",
     "ConfigError",
+    "Forbidden",
     "InvalidInput",
     "JobNotCancellable",
     "JobNotFound",
+    "JobNotRetryable",
     "MigrationError",
+    "TaskNotFound",
+    "TaskNotHeld",
+    "Unauthorized",
     "UnknownEventType",
     "VersionConflict",
+    "WorkerNotFound",
 ]
 
 
@@ -67,6 +73,42 @@ class JobNotCancellable(ChronikError):
     """The job has already ended and cannot be cancelled."""
 
     code = "JOB_NOT_CANCELLABLE"
+
+
+class JobNotRetryable(ChronikError):
+    """Only a quarantined job can be retried."""
+
+    code = "JOB_NOT_RETRYABLE"
+
+
+class WorkerNotFound(ChronikError):
+    """Worker not found; register again."""
+
+    code = "WORKER_NOT_FOUND"
+
+
+class TaskNotFound(ChronikError):
+    """No task has that id."""
+
+    code = "TASK_NOT_FOUND"
+
+
+class TaskNotHeld(ChronikError):
+    """The task is not held by this worker."""
+
+    code = "TASK_NOT_HELD"
+
+
+class Unauthorized(ChronikError):
+    """The credentials are missing or wrong."""
+
+    code = "UNAUTHORIZED"
+
+
+class Forbidden(ChronikError):
+    """The credentials are valid, but not for this."""
+
+    code = "FORBIDDEN"
 
 
 class VersionConflict(ChronikError):

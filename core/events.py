@@ -25,7 +25,15 @@ __all__ = [
     "JobCreated",
     "JobFailed",
     "JobFinished",
+    "JobQuarantined",
+    "JobRetried",
     "StateEntered",
+    "TaskCompleted",
+    "TaskDispatched",
+    "TaskFailed",
+    "TaskLost",
+    "TaskResultIgnored",
+    "TaskRetryScheduled",
     "decode_event",
     "encode_event_data",
 ]
@@ -102,11 +110,127 @@ class JobCancelled(Event, frozen=True, tag="JobCancelled"):
     actor: str = ""
 
 
-AnyEvent = JobCreated | StateEntered | HandlerFailed | JobFinished | JobFailed | JobCancelled
+class TaskDispatched(Event, frozen=True, tag="TaskDispatched"):
+    """The handler of ``state`` handed a task to the workers; attempt 1 is queued."""
+
+    task_id: UUID
+    task_type: str
+    state: str
+    params: dict[str, Any] = {}
+    transitions: dict[str, str] = {}
+    timeout_seconds: float | None = None
+    max_retries: int = 3
+    priority: int = 0
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+class TaskCompleted(Event, frozen=True, tag="TaskCompleted"):
+    """A worker returned ``status`` (``success`` or a custom one) with ``data`` for an attempt."""
+
+    task_id: UUID
+    attempt: int
+    worker_id: str
+    status: str
+    data: Any = None
+    """What the worker returned; an object is merged into ``state_history`` by the next StateEntered."""
+    claimed_at: datetime | None = None
+
+
+class TaskFailed(Event, frozen=True, tag="TaskFailed"):
+    """A worker reported that an attempt failed with ``error``."""
+
+    task_id: UUID
+    attempt: int
+    worker_id: str
+    error: ErrorInfo
+    data: Any = None
+    claimed_at: datetime | None = None
+
+
+class TaskLost(Event, frozen=True, tag="TaskLost"):
+    """An attempt ended without a result.
+
+    ``reason`` is ``lease_expired`` (the worker stopped answering) or ``timed_out``
+    (it ran past ``timeout_seconds``).
+    """
+
+    task_id: UUID
+    attempt: int
+    worker_id: str
+    reason: str
+    claimed_at: datetime | None = None
+
+
+class TaskRetryScheduled(Event, frozen=True, tag="TaskRetryScheduled"):
+    """Attempt ``attempt`` of the task is queued to run after ``delay_seconds``."""
+
+    task_id: UUID
+    attempt: int
+    delay_seconds: float
+    error_code: str
+
+
+class TaskResultIgnored(Event, frozen=True, tag="TaskResultIgnored"):
+    """A result arrived for an attempt that no longer counts (it was superseded); it changed nothing."""
+
+    task_id: UUID
+    attempt: int
+    worker_id: str
+    status: str
+    reason: str
+
+
+class JobQuarantined(Event, frozen=True, tag="JobQuarantined"):
+    """The job's task cannot succeed by retrying; it waits for a person (``POST .../retry``)."""
+
+    state: str
+    error: ErrorInfo
+
+
+class JobRetried(Event, frozen=True, tag="JobRetried"):
+    """Someone re-ran a quarantined job: its task is queued again as attempt ``attempt``."""
+
+    task_id: UUID
+    attempt: int
+    actor: str = ""
+
+
+AnyEvent = (
+    JobCreated
+    | StateEntered
+    | HandlerFailed
+    | JobFinished
+    | JobFailed
+    | JobCancelled
+    | TaskDispatched
+    | TaskCompleted
+    | TaskFailed
+    | TaskLost
+    | TaskRetryScheduled
+    | TaskResultIgnored
+    | JobQuarantined
+    | JobRetried
+)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (JobCreated, StateEntered, HandlerFailed, JobFinished, JobFailed, JobCancelled)
+    for cls in (
+        JobCreated,
+        StateEntered,
+        HandlerFailed,
+        JobFinished,
+        JobFailed,
+        JobCancelled,
+        TaskDispatched,
+        TaskCompleted,
+        TaskFailed,
+        TaskLost,
+        TaskRetryScheduled,
+        TaskResultIgnored,
+        JobQuarantined,
+        JobRetried,
+    )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""
 

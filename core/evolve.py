@@ -7,6 +7,7 @@ all go through this function, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any, assert_never
 
 from msgspec.structs import replace
@@ -19,9 +20,17 @@ from .events import (
     JobCreated,
     JobFailed,
     JobFinished,
+    JobQuarantined,
+    JobRetried,
     StateEntered,
+    TaskCompleted,
+    TaskDispatched,
+    TaskFailed,
+    TaskLost,
+    TaskResultIgnored,
+    TaskRetryScheduled,
 )
-from .state import JobState, JobStatus
+from .state import JobState, JobStatus, TaskState
 
 __all__ = ["EventOutOfOrder", "evolve", "fold"]
 
@@ -53,14 +62,66 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case StateEntered(state=target, updates=updates, removed=removed):
             return replace(
                 state,
+                status=JobStatus.RUNNING,
                 current_state=target,
                 state_history=_merge(state.state_history, updates, removed),
+                task=None,
                 version=version,
                 updated_at=event.at,
             )
-        case HandlerFailed():
-            # The failure itself is recorded; the status changes with the JobFailed that follows.
+        case HandlerFailed() | TaskFailed() | TaskLost() | TaskResultIgnored():
+            # The fact is recorded; what it leads to (a retry, a failure...) is the next event.
             return replace(state, version=version, updated_at=event.at)
+        case TaskDispatched():
+            task = TaskState(
+                task_id=event.task_id,
+                task_type=event.task_type,
+                state=event.state,
+                params=dict(event.params),
+                transitions=dict(event.transitions),
+                timeout_seconds=event.timeout_seconds,
+                max_retries=event.max_retries,
+                priority=event.priority,
+                attempt=1,
+                first_attempt=1,
+                available_at=event.at,
+                dispatched_at=event.at,
+            )
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_WORKER,
+                state_history=_merge(state.state_history, event.updates, event.removed),
+                task=task,
+                version=version,
+                updated_at=event.at,
+            )
+        case TaskCompleted():
+            # A StateEntered (or a JobFailed for an unexpected status) always follows in the same append.
+            return replace(state, status=JobStatus.RUNNING, version=version, updated_at=event.at)
+        case TaskRetryScheduled(attempt=attempt, delay_seconds=delay):
+            task = _task(state)
+            available = event.at + timedelta(seconds=delay)
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_WORKER,
+                task=replace(task, attempt=attempt, available_at=available),
+                version=version,
+                updated_at=event.at,
+            )
+        case JobQuarantined(error=error):
+            return replace(
+                state, status=JobStatus.QUARANTINED, error=error, version=version, updated_at=event.at
+            )
+        case JobRetried(attempt=attempt):
+            task = replace(_task(state), attempt=attempt, first_attempt=attempt, available_at=event.at)
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_WORKER,
+                task=task,
+                error=None,
+                version=version,
+                updated_at=event.at,
+            )
         case JobFinished(updates=updates, removed=removed):
             return replace(
                 state,
@@ -98,6 +159,12 @@ def fold(events: Iterable[AnyEvent], state: JobState | None = None) -> JobState 
     for event in events:
         state = evolve(state, event)
     return state
+
+
+def _task(state: JobState) -> TaskState:
+    if state.task is None:
+        raise EventOutOfOrder(f"job {state.job_id} has no task at version {state.version}")
+    return state.task
 
 
 def _merge(history: dict[str, Any], updates: dict[str, Any], removed: tuple[str, ...]) -> dict[str, Any]:

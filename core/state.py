@@ -10,13 +10,15 @@ import msgspec
 
 from .events import ErrorInfo
 
-__all__ = ["ACTIVE_STATUSES", "TERMINAL_STATUSES", "JobState", "JobStatus", "result_of"]
+__all__ = ["ACTIVE_STATUSES", "TERMINAL_STATUSES", "JobState", "JobStatus", "TaskState", "result_of"]
 
 
 class JobStatus:
     """The status values a job can have, as stored and shown."""
 
     RUNNING: Final = "running"
+    WAITING_FOR_WORKER: Final = "waiting_for_worker"
+    QUARANTINED: Final = "quarantined"
     FINISHED: Final = "finished"
     FAILED: Final = "failed"
     CANCELLED: Final = "cancelled"
@@ -27,6 +29,32 @@ ACTIVE_STATUSES: Final = frozenset({JobStatus.RUNNING})
 
 TERMINAL_STATUSES: Final = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED})
 """Statuses from which a job never moves again."""
+
+
+class TaskState(msgspec.Struct, frozen=True, kw_only=True):
+    """The task a job waits on: what was dispatched and which attempt is current."""
+
+    task_id: UUID
+    task_type: str
+    state: str
+    """The job state whose handler dispatched it."""
+    params: dict[str, Any]
+    transitions: dict[str, str]
+    timeout_seconds: float | None
+    max_retries: int
+    priority: int
+    attempt: int
+    """The current attempt, from 1."""
+    first_attempt: int
+    """The attempt the retry budget counts from (a person's retry starts a new budget)."""
+    available_at: datetime
+    """When the current attempt may be claimed (later than dispatch after a backoff)."""
+    dispatched_at: datetime
+
+    @property
+    def retries_left(self) -> int:
+        """How many more attempts retryable errors may use."""
+        return self.max_retries - (self.attempt - self.first_attempt)
 
 
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +74,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime
     finished_at: datetime | None = None
     error: ErrorInfo | None = None
+    task: TaskState | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -15,23 +15,44 @@ from typing import Any
 import asyncpg
 import structlog
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "Signal"]
 
 log = structlog.get_logger("chronik.listener")
 
 
+class Signal:
+    """A wake-up that any number of waiters share without stealing it from each other.
+
+    A waiter takes ``current()`` *before* it looks for work, then waits on that
+    event: a notification that arrives in between still wakes it. ``fire`` sets
+    the current event and starts a new one.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        """The event the next notification sets."""
+        return self._event
+
+    def fire(self) -> None:
+        """Wake everyone waiting on the current event."""
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+
 class Listener:
-    """Listen on channels and set an ``asyncio.Event`` per channel on each notification."""
+    """Listen on channels and fire a ``Signal`` per channel on each notification."""
 
     def __init__(self, dsn: str, channels: Iterable[str], *, max_backoff: float = 5.0) -> None:
         self._dsn = dsn
-        self._events = {channel: asyncio.Event() for channel in channels}
+        self._events = {channel: Signal() for channel in channels}
         self._max_backoff = max_backoff
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
-    def event(self, channel: str) -> asyncio.Event:
-        """The event set when ``channel`` is notified; the waiter clears it before draining."""
+    def signal(self, channel: str) -> Signal:
+        """The signal fired when ``channel`` is notified."""
         return self._events[channel]
 
     async def start(self) -> None:
@@ -74,8 +95,8 @@ class Listener:
                     await asyncio.shield(conn.close(timeout=2))
 
     def _notify(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
-        self._events[channel].set()
+        self._events[channel].fire()
 
     def _wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
+        for signal in self._events.values():
+            signal.fire()

@@ -12,7 +12,16 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from chronik.core.errors import InvalidInput
 
 from ..ports import Orchestrator
-from ..schemas import CancelAccepted, CancelRequest, CreateJobRequest, HistoryEntry, JobAccepted, JobView
+from ..schemas import (
+    CancelAccepted,
+    CancelRequest,
+    CreateJobRequest,
+    HistoryEntry,
+    JobAccepted,
+    JobView,
+    RetryAccepted,
+)
+from .admin import reload_workers
 
 __all__ = ["job_routes"]
 
@@ -43,7 +52,10 @@ async def create_job(
 @get("/jobs/{job_id:str}", summary="Get a job's current state")
 async def get_job(job_id: FromPath[str], state: State) -> JobView:
     """The job's current state: status, current state, data and timestamps."""
-    return JobView.of(await _engine(state).get_job(_job_id(job_id)))
+    engine = _engine(state)
+    job = await engine.get_job(_job_id(job_id))
+    progress = await engine.job_progress(job.job_id) if job.task is not None else None
+    return JobView.of(job, progress=progress)
 
 
 @get("/jobs/{job_id:str}/history", summary="Get a job's events")
@@ -51,6 +63,13 @@ async def get_history(job_id: FromPath[str], state: State) -> list[HistoryEntry]
     """Every event of the job, oldest first."""
     events = await _engine(state).job_history(_job_id(job_id))
     return [HistoryEntry.of(recorded) for recorded in events]
+
+
+@post("/jobs/{job_id:str}/retry", status_code=HTTP_200_OK, summary="Re-run a quarantined job")
+async def retry_job(job_id: FromPath[str], state: State) -> RetryAccepted:
+    """Queue a quarantined job's task again, with a fresh retry budget; 409 for any other job."""
+    job = await _engine(state).retry_job(_job_id(job_id), actor="client")
+    return RetryAccepted(job_id=job.job_id)
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Cancel a job")
@@ -67,7 +86,7 @@ def job_routes(guards: list[object]) -> Router:
     """The client routes, behind ``guards``."""
     return Router(
         path="/api/v1",
-        route_handlers=[create_job, get_job, get_history, cancel_job],
+        route_handlers=[create_job, get_job, get_history, cancel_job, retry_job, reload_workers],
         guards=guards,  # type: ignore[arg-type]
         tags=["jobs"],
     )

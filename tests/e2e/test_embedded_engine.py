@@ -31,7 +31,7 @@ print("stopped", flush=True)
 
 async def test_engine_run_blocks_until_sigterm(database_url: str, make_engine: Any) -> None:
     env = {**os.environ, "DATABASE_URL": database_url, "POLL_INTERVAL_SECONDS": "0.2"}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (starting it does not block; communicate() is at the end)
         [sys.executable, "-c", PROGRAM], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:

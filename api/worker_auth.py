@@ -1,0 +1,89 @@
+"""Who a worker is: its token (global or its own) and, with its own token, its signatures."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from chronik.adapters.config import load_worker_tokens
+from chronik.core.errors import Forbidden, Unauthorized
+from chronik.core.signing import verify
+
+__all__ = ["WORKER_ID_HEADER", "WORKER_TOKEN_HEADER", "WorkerCredentials", "check_signature", "worker_guard"]
+
+WORKER_TOKEN_HEADER = "X-Worker-Token"
+WORKER_ID_HEADER = "X-Worker-ID"
+
+
+class WorkerCredentials:
+    """The tokens workers may present: ``GLOBAL_WORKER_TOKEN`` and a ``workers.toml`` of their own.
+
+    Tokens are compared in constant time and never logged nor stored in the database.
+    """
+
+    def __init__(self, global_token: str | None, config_path: str | None) -> None:
+        self._global = global_token
+        self._path = config_path
+        self._own: dict[str, str] = {}
+        self.reload()
+
+    def reload(self) -> int:
+        """Read ``workers.toml`` again; keep the old tokens if the file is bad. Returns how many it has."""
+        if self._path:
+            self._own = load_worker_tokens(self._path)
+        return len(self._own)
+
+    def authenticate(self, worker_id: str, token: str | None) -> str | None:
+        """Check ``token`` for ``worker_id``; return the worker's own secret (for signatures), if any."""
+        if not self._global and not self._own:
+            raise Unauthorized(
+                "no worker tokens are configured (set GLOBAL_WORKER_TOKEN or WORKERS_CONFIG_PATH)"
+            )
+        if not token:
+            raise Unauthorized(f"send the worker token in the {WORKER_TOKEN_HEADER} header")
+        own = self._own.get(worker_id)
+        if own is not None:
+            if hmac.compare_digest(token.encode(), own.encode()):
+                return own
+        elif self._global and hmac.compare_digest(token.encode(), self._global.encode()):
+            return None
+        raise Unauthorized(f"the {WORKER_TOKEN_HEADER} is not valid for worker {worker_id!r}")
+
+
+def check_signature(
+    message: dict[str, Any], secret: str | None, *, ignore_fields: tuple[str, ...] = ()
+) -> None:
+    """Verify a message's HMAC where the worker has its own secret; a clear 403 when it does not match."""
+    if secret is None:
+        return
+    security = message.get("security")
+    if not isinstance(security, dict) or "signature" not in security:
+        raise Forbidden("this worker has its own token, so its messages must be signed (security.signature)")
+    if not verify(message, secret, ignore_fields):
+        raise Forbidden(
+            "the message's signature does not match: expected HMAC-SHA256 of the canonical JSON "
+            "(sorted keys, compact, nulls dropped, without 'security') keyed by the worker's token"
+        )
+
+
+def worker_guard(
+    credentials: Callable[[], WorkerCredentials],
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard that authenticates the worker named by the path or ``X-Worker-ID``."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        path_id = connection.path_params.get("worker_id")
+        header_id = connection.headers.get(WORKER_ID_HEADER)
+        worker_id = path_id or header_id
+        if not worker_id:
+            raise Unauthorized(f"send the worker's id in the {WORKER_ID_HEADER} header")
+        if path_id and header_id and path_id != header_id:
+            raise Forbidden(f"{WORKER_ID_HEADER} {header_id!r} does not match the path's worker {path_id!r}")
+        secret = credentials().authenticate(worker_id, connection.headers.get(WORKER_TOKEN_HEADER))
+        connection.state.worker = (worker_id, secret)
+
+    return guard

@@ -1,0 +1,237 @@
+"""The orchestrator's side of the worker protocol: register, heartbeat, poll, result, progress.
+
+Task ids on the wire name one attempt: ``<task uuid>:<attempt>``. A worker may
+send the same result many times (its SDK retries on any error), so a result is
+settled under a row lock on the task and every repeat is answered, not refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from chronik.adapters.postgres import tasks, workers
+from chronik.adapters.postgres.listener import Signal
+from chronik.adapters.postgres.queries import QUERIES
+from chronik.core.errors import InvalidInput, TaskNotFound, TaskNotHeld, VersionConflict, WorkerNotFound
+from chronik.core.events import ErrorInfo
+from chronik.core.retry import RetryPolicy
+from chronik.core.tasks import TaskResult, decide_task_result
+
+from ._store import JobStore
+
+__all__ = ["ResultAnswer", "WorkerService", "parse_task_id", "wire_task_id"]
+
+log = structlog.get_logger("chronik.workers")
+
+_RECHECK_SECONDS = 2.0
+"""Idle polls look again this often: a retry that becomes due sends no notification."""
+
+_MAX_SETTLE_ATTEMPTS = 10
+
+
+class ResultAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer to a result: ``accepted``, or ``ignored`` with the reason."""
+
+    status: str
+    reason: str | None = None
+    message: str | None = None
+
+
+def wire_task_id(task_id: UUID, attempt: int) -> str:
+    """The id of one attempt, as workers see it."""
+    return f"{task_id}:{attempt}"
+
+
+def parse_task_id(raw: str) -> tuple[UUID, int]:
+    """Split a wire task id into the task and the attempt."""
+    task_part, sep, attempt_part = raw.partition(":")
+    try:
+        task_id = UUID(task_part)
+        attempt = int(attempt_part) if sep else 0
+    except ValueError:
+        raise InvalidInput(
+            f"task_id {raw!r} is not a task id of this orchestrator (<uuid>:<attempt>)"
+        ) from None
+    if attempt < 1:
+        raise InvalidInput(f"task_id {raw!r} has no attempt number (<uuid>:<attempt>)")
+    return task_id, attempt
+
+
+class WorkerService:
+    """Everything the worker routes do, over the job store."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        tasks_signal: Signal,
+        lease_seconds: float,
+        max_poll_seconds: float,
+        policy: RetryPolicy,
+        instance: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._signal = tasks_signal
+        self._lease = lease_seconds
+        self._max_poll = max_poll_seconds
+        self._policy = policy
+        self._instance = instance
+        self._clock = clock
+        self._rand = rand
+
+    async def register(
+        self, worker_id: str, *, task_types: list[str], capacity: int, info: dict[str, Any]
+    ) -> None:
+        """Register (or re-register) a worker."""
+        async with self._store.pool.acquire() as conn:
+            await workers.register(conn, worker_id, task_types=task_types, capacity=capacity, info=info)
+        log.info("worker_registered", worker_id=worker_id, task_types=task_types)
+
+    async def heartbeat(self, worker_id: str) -> list[str]:
+        """Record that ``worker_id`` is alive and extend its leases; return the attempts it must stop.
+
+        A repeated or out-of-order heartbeat is as good as any other: it changes nothing more.
+        """
+        async with self._store.pool.acquire() as conn:
+            if not await workers.heartbeat(conn, worker_id):
+                raise WorkerNotFound(f"Worker not found: {worker_id!r} is not registered; register again")
+            await tasks.extend_leases(conn, worker_id, self._lease)
+            return [wire_task_id(t, a) for t, a in await tasks.cancelled_of_worker(conn, worker_id)]
+
+    async def next_task(
+        self, worker_id: str, task_types: list[str], wait_seconds: float
+    ) -> dict[str, Any] | None:
+        """Lease the best queued task of ``task_types``, waiting up to ``wait_seconds`` for one.
+
+        The wait ends as soon as a task is queued: the LISTEN connection of this
+        instance fires the tasks signal, which wakes every waiting poll at once.
+        """
+        if not task_types:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, min(wait_seconds, self._max_poll))
+        while True:
+            woken = self._signal.current()
+            async with self._store.pool.acquire() as conn:
+                claimed = await tasks.claim(
+                    conn, worker_id=worker_id, task_types=task_types, limit=1, lease_seconds=self._lease
+                )
+            if claimed:
+                return _payload(claimed[0])
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout=min(remaining, _RECHECK_SECONDS))
+
+    async def submit_result(
+        self,
+        worker_id: str,
+        raw_task_id: str,
+        *,
+        status: str,
+        data: Any,
+        error: ErrorInfo | None,
+    ) -> ResultAnswer:
+        """Settle a worker's result; repeats and late results are answered ``ignored``.
+
+        Raises ``TaskNotFound`` for a task this orchestrator never dispatched and
+        ``TaskNotHeld`` for one this worker never held.
+        """
+        task_id, attempt = parse_task_id(raw_task_id)
+        for _ in range(_MAX_SETTLE_ATTEMPTS):
+            try:
+                return await self._settle(worker_id, task_id, attempt, status, data, error)
+            except VersionConflict:
+                continue  # a client cancelled the job meanwhile: settle against the new state
+        raise VersionConflict(f"task {raw_task_id} could not be settled: its job kept moving")
+
+    async def _settle(
+        self, worker_id: str, task_id: UUID, attempt: int, status: str, data: Any, error: ErrorInfo | None
+    ) -> ResultAnswer:
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            # The row lock serializes repeats of the same result: the second one finds it settled.
+            held = await tasks.lock(conn, task_id)
+            if held is None:
+                job_id = await tasks.find_dispatching_job(conn, task_id)
+                if job_id is None:
+                    raise TaskNotFound(f"no task has the id {task_id}")
+                if await self._was_held(conn, job_id, task_id, attempt, worker_id):
+                    return ResultAnswer(
+                        status="ignored", reason="duplicate", message="result already settled"
+                    )
+                raise TaskNotHeld(f"task {task_id} attempt {attempt} was never held by worker {worker_id!r}")
+            current = held.attempt == attempt and held.worker_id == worker_id
+            if current and held.status == "cancelled":
+                await tasks.delete(conn, task_id)
+                return ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
+            if not current and not (
+                held.attempt > attempt
+                and await self._was_held(conn, held.job_id, task_id, attempt, worker_id)
+            ):
+                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
+            state = await self._store.load(held.job_id, conn=conn)
+            if state is None:
+                raise TaskNotFound(f"the job of task {task_id} does not exist")
+            result = TaskResult(
+                task_id=task_id,
+                attempt=attempt,
+                worker_id=worker_id,
+                status=status,
+                data=data,
+                error=error,
+                claimed_at=held.claimed_at if current else None,
+            )
+            events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
+            if events:
+                await self._store.commit(state, events, meta={"instance": self._instance}, conn=conn)
+        if not current:
+            return ResultAnswer(
+                status="ignored", reason="stale_task", message="a later attempt superseded this one"
+            )
+        return ResultAnswer(status="accepted")
+
+    async def report_progress(
+        self, worker_id: str, raw_task_id: str, *, progress: float | None, message: str
+    ) -> list[str]:
+        """Record progress of an attempt the worker holds (extending its lease); return attempts to stop."""
+        task_id, attempt = parse_task_id(raw_task_id)
+        async with self._store.pool.acquire() as conn:
+            status = await tasks.record_progress(
+                conn, task_id, worker_id, progress=progress, message=message, lease_seconds=self._lease
+            )
+            if status is None:
+                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
+            return [wire_task_id(task_id, attempt)] if status == "cancelled" else []
+
+    async def _was_held(self, conn: Any, job_id: UUID, task_id: UUID, attempt: int, worker_id: str) -> bool:
+        found = await conn.fetchval(QUERIES["attempt_held_by"], job_id, str(task_id), attempt, worker_id)
+        return bool(found)
+
+
+def _payload(task: tasks.ClaimedTask) -> dict[str, Any]:
+    # Types matter to Avtomatika's worker: ids are strings, times are integer unix seconds.
+    payload: dict[str, Any] = {
+        "job_id": str(task.job_id),
+        "task_id": wire_task_id(task.task_id, task.attempt),
+        "type": task.task_type,
+        "params": task.params,
+        "priority": int(task.priority),
+        "timestamp": int(time.time()),
+        "metadata": {"attempt": task.attempt},
+    }
+    if task.deadline_at is not None:
+        payload["deadline"] = int(task.deadline_at.timestamp())
+    return payload

@@ -1,0 +1,338 @@
+"""The worker SDK: run task handlers in a separate process that talks HTTP to the orchestrator.
+
+```python
+from chronik import Worker, TaskError
+
+worker = Worker()
+
+@worker.task("resize")
+async def resize(params, progress):
+    await progress(50, "halfway")
+    if params["width"] <= 0:
+        raise TaskError("width must be positive", code="INVALID_INPUT_ERROR")
+    return {"width": params["width"]}
+```
+
+``chronik worker mymodule:worker`` runs it. It speaks the same protocol as
+Avtomatika's workers (register, heartbeat, long-poll, result, events), so the
+orchestrator treats both alike. The URL comes from ``--url`` or
+``ORCHESTRATOR_URL``, the token from ``WORKER_TOKEN``, the id from ``WORKER_ID``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+
+from chronik.core.signing import sign
+
+__all__ = ["Result", "TaskError", "Worker"]
+
+log = structlog.get_logger("chronik.worker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROTOCOL_VERSION = "1.0b17"
+_INJECTABLE = ("params", "job_id", "task_id", "attempt", "progress", "deadline")
+
+
+class TaskError(Exception):
+    """Raise from a task handler to fail the attempt with an Avtomatika error code.
+
+    ``TRANSIENT_ERROR`` (the default), ``RESOURCE_EXHAUSTED_ERROR``, ``TIMEOUT_ERROR`` and
+    ``INTERNAL_ERROR`` are retried; ``PERMANENT_ERROR``, ``SECURITY_ERROR`` and
+    ``DEPENDENCY_ERROR`` quarantine the job; ``INVALID_INPUT_ERROR`` fails it.
+    """
+
+    def __init__(self, message: str, *, code: str = "TRANSIENT_ERROR") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Result:
+    """Return this from a handler to answer with a status other than ``success``."""
+
+    def __init__(self, data: Any = None, *, status: str = "success") -> None:
+        self.data = data
+        self.status = status
+
+
+class Worker:
+    """A pool of task handlers that polls one orchestrator."""
+
+    def __init__(
+        self,
+        worker_id: str | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        capacity: int = 10,
+        heartbeat_interval: float = 10.0,
+        poll_timeout: float = 30.0,
+        worker_type: str = "chronik-worker",
+    ) -> None:
+        self.worker_id = worker_id or os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+        self.url = url
+        self.token = token
+        self.capacity = capacity
+        self.heartbeat_interval = heartbeat_interval
+        self.poll_timeout = poll_timeout
+        self.worker_type = worker_type
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._draining = asyncio.Event()
+
+    def task(self, task_type: str) -> Callable[[F], F]:
+        """Register the handler of ``task_type``; it gets ``params`` and any of ``job_id``,
+        ``task_id``, ``attempt``, ``progress`` and ``deadline`` by name."""
+
+        def register(func: F) -> F:
+            if task_type in self.handlers:
+                raise ValueError(f"task type {task_type!r} already has a handler")
+            unknown = [name for name in inspect.signature(func).parameters if name not in _INJECTABLE]
+            if unknown:
+                raise ValueError(
+                    f"handler of {task_type!r} asks for {unknown}; it may take {', '.join(_INJECTABLE)}"
+                )
+            self.handlers[task_type] = func
+            return func
+
+        return register
+
+    # -- running ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT: the first finishes in-flight tasks, a second exits at once."""
+        asyncio.run(self.serve_until_signalled())
+
+    async def serve_until_signalled(self) -> None:
+        """``serve`` with SIGTERM/SIGINT handling, inside a running event loop."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("worker_draining", in_flight=len(self._running))
+                self._draining.set()
+            else:
+                log.warning("worker_exiting_now", abandoned=len(self._running))
+                os._exit(1)  # the leases of abandoned tasks run out; the watcher re-queues them
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await self.serve()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    async def serve(self) -> None:
+        """Register, then heartbeat and poll until ``stop()``; wait for in-flight tasks before returning."""
+        if not self.handlers:
+            raise ValueError("the worker has no task handlers; add one with @worker.task(...)")
+        if self._draining.is_set():
+            self._draining = asyncio.Event()
+        url = (self.url or os.environ.get("ORCHESTRATOR_URL") or "http://127.0.0.1:8080").rstrip("/")
+        token = self.token if self.token is not None else os.environ.get("WORKER_TOKEN", "")
+        self.token = token
+        headers = {"X-Worker-Token": token, "X-Worker-ID": self.worker_id, "X-RXON-Version": PROTOCOL_VERSION}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30.0) as client:
+            self._client = client
+            await self._register()
+            beat = asyncio.create_task(self._heartbeats())
+            pollers = [asyncio.create_task(self._poll()) for _ in range(min(self.capacity, 4))]
+            await self._draining.wait()
+            for poller in pollers:
+                poller.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+            if self._running:
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+            self._client = None
+        log.info("worker_stopped", worker_id=self.worker_id)
+
+    def stop(self) -> None:
+        """Stop polling; ``serve`` returns once in-flight tasks are done."""
+        self._draining.set()
+
+    # -- protocol -----------------------------------------------------------------
+
+    async def _send(self, method: str, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+        assert self._client is not None
+        body = {**body, "timestamp": int(time.time())}
+        if self.token:
+            body["security"] = {"signature": sign(body, self.token), "signer_id": self.worker_id}
+        return await self._client.request(method, path, json=body, **kwargs)
+
+    async def _register(self) -> None:
+        body = {
+            "worker_id": self.worker_id,
+            "worker_type": self.worker_type,
+            "task_types": sorted(self.handlers),
+            "supported_skills": [{"name": name, "type": name} for name in sorted(self.handlers)],
+            "capacity": self.capacity,
+        }
+        delay = 0.5
+        while True:
+            try:
+                response = await self._send("POST", "/_worker/workers/register", body)
+                if response.status_code < 400:
+                    log.info("worker_registered", worker_id=self.worker_id, task_types=sorted(self.handlers))
+                    return
+                log.error("register_refused", status=response.status_code, body=response.text)
+                if response.status_code in (401, 403):
+                    raise RuntimeError(f"the orchestrator refused this worker: {response.text}")
+            except httpx.TransportError as exc:
+                log.warning("register_failed", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            body = {
+                "worker_id": self.worker_id,
+                "status": "full" if len(self._running) >= self.capacity else "idle",
+                "current_tasks": sorted(self._running),
+            }
+            try:
+                response = await self._send("PATCH", f"/_worker/workers/{self.worker_id}", body)
+            except httpx.TransportError as exc:
+                log.warning("heartbeat_failed", error=str(exc))
+                continue
+            if response.status_code == 404:
+                await self._register()
+            elif response.status_code < 400:
+                self._cancel(response.json().get("cancel_task_ids") or [])
+
+    async def _poll(self) -> None:
+        assert self._client is not None
+        skills = ",".join(sorted(self.handlers))
+        backoff = 0.5
+        while not self._draining.is_set():
+            if len(self._running) >= self.capacity:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                response = await self._client.get(
+                    f"/_worker/workers/{self.worker_id}/tasks/next",
+                    params={"timeout": self.poll_timeout, "available_skills": skills},
+                    timeout=self.poll_timeout + 5,
+                )
+            except httpx.TransportError as exc:
+                log.warning("poll_failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.5
+            if response.status_code == 200:
+                task = response.json()
+                self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
+            elif response.status_code != 204:
+                log.error("poll_refused", status=response.status_code, body=response.text)
+                await asyncio.sleep(1.0)
+
+    async def _execute(self, task: dict[str, Any]) -> None:
+        task_id = task["task_id"]
+        try:
+            outcome = await self._invoke(task)
+        except asyncio.CancelledError:
+            outcome = {"status": "cancelled"}
+        finally:
+            self._running.pop(task_id, None)
+        await self._report(task, outcome)
+
+    async def _invoke(self, task: dict[str, Any]) -> dict[str, Any]:
+        handler = self.handlers.get(task["type"])
+        if handler is None:
+            return _failure("PERMANENT_ERROR", f"this worker has no handler for task type {task['type']!r}")
+
+        async def progress(percent: float, message: str = "") -> None:
+            await self._progress(task, percent, message)
+
+        available = {
+            "params": task.get("params") or {},
+            "job_id": task["job_id"],
+            "task_id": task["task_id"],
+            "attempt": (task.get("metadata") or {}).get("attempt", 1),
+            "progress": progress,
+            "deadline": task.get("deadline"),
+        }
+        kwargs = {name: available[name] for name in inspect.signature(handler).parameters}
+        try:
+            value = handler(**kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+        except TaskError as exc:
+            return _failure(exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("task_failed", task_id=task["task_id"], task_type=task["type"])
+            return _failure("TRANSIENT_ERROR", f"{type(exc).__name__}: {exc}")
+        if isinstance(value, Result):
+            return {"status": value.status, "data": value.data}
+        return {"status": "success", "data": value}
+
+    async def _report(self, task: dict[str, Any], outcome: dict[str, Any]) -> None:
+        body = {"job_id": task["job_id"], "task_id": task["task_id"], "worker_id": self.worker_id, **outcome}
+        delay = 0.5
+        for attempt in range(6):
+            try:
+                response = await self._send("POST", "/_worker/tasks/result", body)
+            except httpx.TransportError as exc:
+                log.warning("result_failed", task_id=task["task_id"], error=str(exc), attempt=attempt)
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    if response.status_code >= 400:
+                        log.error("result_refused", status=response.status_code, body=response.text)
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        log.error("result_dropped", task_id=task["task_id"])
+
+    async def _progress(self, task: dict[str, Any], percent: float, message: str) -> None:
+        body = {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "progress",
+            "worker_id": self.worker_id,
+            "origin_worker_id": self.worker_id,
+            "target_job_id": task["job_id"],
+            "target_task_id": task["task_id"],
+            "payload": {"progress": percent, "message": message},
+        }
+        try:
+            response = await self._send("POST", "/_worker/events", body)
+        except httpx.TransportError as exc:
+            log.warning("progress_failed", error=str(exc))
+            return
+        if response.status_code < 400:
+            self._cancel(response.json().get("cancel_task_ids") or [])
+
+    def _cancel(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            running = self._running.get(task_id)
+            if running is not None:
+                log.info("task_cancelled_by_orchestrator", task_id=task_id)
+                running.cancel()
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"status": "failure", "error": {"code": code, "message": message}}

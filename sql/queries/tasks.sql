@@ -1,0 +1,110 @@
+-- name: queue_task
+-- Queue the current attempt of a job's task; a row for an older attempt is replaced,
+-- a row for this attempt is left as it is (it may be leased already).
+-- $1 task_id, $2 job_id, $3 task_type, $4 params jsonb, $5 priority, $6 attempt,
+-- $7 available_at, $8 timeout_seconds, $9 dispatched_at
+INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
+                   timeout_seconds, dispatched_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
+ON CONFLICT (task_id) DO UPDATE SET
+    attempt = excluded.attempt, status = 'queued', available_at = excluded.available_at,
+    worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
+    progress = NULL, progress_message = NULL, progress_at = NULL
+WHERE tasks.attempt <> excluded.attempt;
+
+-- name: drop_job_tasks
+-- The job waits on no task any more: remove its rows.
+-- $1 job_id
+DELETE FROM tasks WHERE job_id = $1;
+
+-- name: cancel_job_tasks
+-- The job was cancelled: queued attempts go; a held one is marked so that its worker is told.
+-- $1 job_id
+WITH gone AS (DELETE FROM tasks WHERE job_id = $1 AND status = 'queued')
+UPDATE tasks SET status = 'cancelled' WHERE job_id = $1 AND status = 'leased';
+
+-- name: claim_tasks
+-- Lease up to $3 queued tasks of the types $2 to worker $1 for $4 seconds, best priority first,
+-- then oldest. SKIP LOCKED lets concurrent polls take different rows without waiting.
+-- $1 worker_id, $2 task types text[], $3 limit, $4 lease seconds
+WITH next AS (
+    SELECT task_id FROM tasks
+    WHERE status = 'queued' AND task_type = ANY($2::text[]) AND available_at <= now()
+    ORDER BY priority DESC, available_at
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks AS t
+SET status = 'leased', worker_id = $1, claimed_at = now(),
+    lease_expires_at = now() + make_interval(secs => $4),
+    deadline_at = CASE WHEN t.timeout_seconds IS NULL THEN NULL
+                       ELSE now() + make_interval(secs => t.timeout_seconds) END
+FROM next
+WHERE t.task_id = next.task_id
+RETURNING t.task_id, t.job_id, t.task_type, t.params::text AS params, t.priority, t.attempt,
+          t.timeout_seconds, t.claimed_at, t.deadline_at;
+
+-- name: lock_task
+-- The queue row of a task, locked, to settle a result against it.
+-- $1 task_id
+SELECT task_id, job_id, task_type, attempt, status, worker_id, claimed_at
+FROM tasks WHERE task_id = $1
+FOR UPDATE;
+
+-- name: find_dispatched_task
+-- The job that dispatched a task, for a task whose queue row is gone.
+-- $1 task_id as text
+SELECT job_id FROM events WHERE type = 'TaskDispatched' AND data->>'task_id' = $1 LIMIT 1;
+
+-- name: delete_task
+-- Remove one queue row (a cancelled attempt whose worker answered).
+-- $1 task_id
+DELETE FROM tasks WHERE task_id = $1;
+
+-- name: extend_worker_leases
+-- A worker is alive: extend the leases of every attempt it holds.
+-- $1 worker_id, $2 lease seconds
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $2)
+WHERE worker_id = $1 AND status = 'leased';
+
+-- name: cancelled_tasks_of_worker
+-- Attempts the worker holds whose jobs were cancelled: it should stop them.
+-- $1 worker_id
+SELECT task_id FROM tasks WHERE worker_id = $1 AND status = 'cancelled';
+
+-- name: record_progress
+-- Progress of an attempt the worker holds; extends its lease. Returns the task's status.
+-- $1 task_id, $2 worker_id, $3 progress, $4 message, $5 lease seconds
+UPDATE tasks SET progress = $3, progress_message = $4, progress_at = now(),
+                 lease_expires_at = now() + make_interval(secs => $5)
+WHERE task_id = $1 AND worker_id = $2 AND status IN ('leased', 'cancelled')
+RETURNING status;
+
+-- name: job_progress
+-- The progress of the attempt a job waits on, if a worker reported any.
+-- $1 job_id
+SELECT progress, progress_message, progress_at, worker_id FROM tasks
+WHERE job_id = $1 AND progress IS NOT NULL
+ORDER BY progress_at DESC LIMIT 1;
+
+-- name: expired_tasks
+-- Held attempts whose lease ran out or that ran past their deadline, locked for the watcher.
+-- $1 limit
+SELECT task_id, job_id, attempt, status, worker_id, claimed_at,
+       CASE WHEN deadline_at IS NOT NULL AND deadline_at < now() AND status = 'leased'
+            THEN 'timed_out' ELSE 'lease_expired' END AS reason
+FROM tasks
+WHERE status <> 'queued'
+  AND (lease_expires_at < now() OR (deadline_at IS NOT NULL AND deadline_at < now()))
+ORDER BY lease_expires_at
+LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: attempt_held_by
+-- Whether the log shows that worker $4 held attempt $3 of task $2 (it settled or lost it).
+-- $1 job_id, $2 task_id text, $3 attempt int, $4 worker_id text
+SELECT EXISTS (
+    SELECT 1 FROM events
+    WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
+      AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4
+);
