@@ -8,7 +8,6 @@ settled under a row lock on the task and every repeat is answered, not refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -111,18 +110,26 @@ class WorkerService:
             return [wire_task_id(t, a) for t, a in await tasks.cancelled_of_worker(conn, worker_id)]
 
     async def next_task(
-        self, worker_id: str, task_types: list[str], wait_seconds: float
+        self,
+        worker_id: str,
+        task_types: list[str],
+        wait_seconds: float,
+        *,
+        gone: asyncio.Event | None = None,
     ) -> dict[str, Any] | None:
         """Lease the best queued task of ``task_types``, waiting up to ``wait_seconds`` for one.
 
         The wait ends as soon as a task is queued: the LISTEN connection of this
         instance fires the tasks signal, which wakes every waiting poll at once.
+        ``gone`` is set when the worker hung up: a poll of a dead worker must not
+        take a task that would then wait out a whole lease.
         """
         if not task_types:
             return None
+        gone = gone or asyncio.Event()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_seconds, self._max_poll))
-        while True:
+        while not gone.is_set():
             woken = self._signal.current()
             async with self._store.pool.acquire() as conn:
                 claimed = await tasks.claim(
@@ -133,8 +140,15 @@ class WorkerService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout=min(remaining, _RECHECK_SECONDS))
+            waiters = [asyncio.ensure_future(woken.wait()), asyncio.ensure_future(gone.wait())]
+            try:
+                await asyncio.wait(
+                    waiters, timeout=min(remaining, _RECHECK_SECONDS), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+        return None
 
     async def submit_result(
         self,

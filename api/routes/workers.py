@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import msgspec
@@ -65,16 +66,29 @@ async def heartbeat(
     return {"status": "ok", "cancel_task_ids": cancel}
 
 
+async def _until_disconnected(request: Request[Any, Any, Any], gone: asyncio.Event) -> None:
+    # A GET has no body, so the next ASGI message is the client hanging up.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+
+
 @get("/workers/{worker_id:str}/tasks/next", status_code=HTTP_200_OK)
 async def next_task(
     worker_id: FromPath[str],
+    request: Request[Any, Any, Any],
     state: State,
     timeout: FromQuery[float] = 30.0,  # noqa: ASYNC109 (the protocol names this query parameter)
     available_skills: FromQuery[str] = "",
 ) -> Response[Any]:
     """Long-poll for a task of the worker's available skills: the task, or 204 after ``timeout`` s."""
     skills = [name for name in available_skills.split(",") if name]
-    task = await state.engine.workers.next_task(worker_id, skills, timeout)
+    gone = asyncio.Event()
+    listening = asyncio.create_task(_until_disconnected(request, gone))
+    try:
+        task = await state.engine.workers.next_task(worker_id, skills, timeout, gone=gone)
+    finally:
+        listening.cancel()
     if task is None:
         return Response(content=None, status_code=HTTP_204_NO_CONTENT)
     return Response(content=task, status_code=HTTP_200_OK)

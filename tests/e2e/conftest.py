@@ -1,0 +1,146 @@
+"""End-to-end fixtures: orchestrators served over real HTTP, and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from chronik import Blueprint
+from chronik.api.app import create_app
+from chronik.engine import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_TOKEN = "e2e-worker-token"
+CLIENT_TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def work_blueprint(name: str = "work", **dispatch: Any) -> Blueprint:
+    """start -> one ``work`` task -> done (or ``failed`` on the failure transition)."""
+    bp = Blueprint(name)
+
+    @bp.handler_for("start", is_start=True)
+    async def start(initial_data: dict[str, Any], actions: Any) -> None:
+        actions.dispatch_task(
+            "work",
+            initial_data,
+            transitions={"success": "done", "failure": "failed", "needs_review": "review"},
+            **dispatch,
+        )
+
+    @bp.handler_for("done", is_end=True)
+    async def done() -> None: ...
+
+    @bp.handler_for("review", is_end=True)
+    async def review() -> None: ...
+
+    @bp.handler_for("failed", is_end=True, is_failure=True)
+    async def failed() -> None: ...
+
+    return bp
+
+
+@dataclass
+class Orchestrator:
+    """One chronik instance serving HTTP on loopback."""
+
+    url: str
+    engine: Engine
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+async def start_orchestrator(make_engine: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Start engines with their API on free ports; all are stopped at the end."""
+    running: list[Orchestrator] = []
+
+    async def start(
+        *blueprints: Blueprint, workers_config_path: str | None = None, **settings: Any
+    ) -> Orchestrator:
+        defaults: dict[str, Any] = {
+            "global_worker_token": WORKER_TOKEN,
+            "task_lease_seconds": 3.0,
+            "watcher_interval": 0.3,
+            "retry_base_seconds": 0.2,
+            "max_poll_seconds": 5.0,
+            "workers_config_path": workers_config_path,
+        }
+        engine = await make_engine(*blueprints, **{**defaults, **settings})
+        app = create_app(
+            engine,
+            client_token=CLIENT_TOKEN,
+            worker_token=engine.settings.global_worker_token,
+            workers_config_path=engine.settings.workers_config_path,
+            manage_engine=False,
+        )
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the test owns signals
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
+            await asyncio.sleep(0.02)
+        orchestrator = Orchestrator(f"http://127.0.0.1:{port}", engine, server, task)
+        running.append(orchestrator)
+        return orchestrator
+
+    yield start
+    for orchestrator in running:
+        orchestrator.server.should_exit = True
+    for orchestrator in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(orchestrator.task, timeout=10)
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``chronik worker`` processes; every one is killed at the end."""
+    children: list[subprocess.Popen[str]] = []
+
+    def spawn(url: str, *, app: str = "tests.e2e.worker_app:worker", **env: str) -> subprocess.Popen[str]:
+        name = env.get("WORKER_ID", f"w{len(children)}")
+        full_env = {
+            **os.environ,
+            "WORKER_TOKEN": WORKER_TOKEN,
+            "WORKER_ID": name,
+            "LOG_LEVEL": "WARNING",
+            **env,
+        }
+        full_env.pop("DATABASE_URL", None)
+        log = (tmp_path / f"{name}.log").open("w")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "chronik", "worker", app, "--url", url],
+            env=full_env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        log.close()
+        children.append(child)
+        return child
+
+    yield spawn
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
