@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +31,9 @@ from chronik.adapters.embedded import start_embedded
 from chronik.adapters.postgres.migrate import migrate
 from chronik.engine import Engine
 from chronik.settings import Settings
+
+# httpx logs every request at INFO; the tests make thousands.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def dsn(*, host: str, port: int | str, user: str, dbname: str, password: str | None = None) -> str:
