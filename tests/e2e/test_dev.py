@@ -78,13 +78,19 @@ def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> No
         assert created.status_code == 202, created.text
         job_id = created.json()["job_id"]
         deadline = time.monotonic() + 20
-        while (job := client.get(f"/api/v1/jobs/{job_id}").json())["status"] == "running":
+        while (job := client.get(f"/api/v1/jobs/{job_id}").json())["status"] in (
+            "running",
+            "waiting_for_worker",
+        ):
             assert time.monotonic() < deadline, job
             time.sleep(0.1)
         assert job["status"] == "finished"
         assert job["result"] == {"greeting": "Hello, Ada!", "shouted": "HELLO, ADA!"}
         history = client.get(f"/api/v1/jobs/{job_id}/history").json()
-        assert [e["type"] for e in history] == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]
+        assert [e["type"] for e in history] == [
+            "JobCreated", "TaskDispatched", "TaskCompleted", "StateEntered", "JobFinished",
+        ]  # fmt: skip
+        assert history[2]["data"]["data"] == {"shouted": "HELLO, ADA!"}  # the worker process answered
         assert client.get(f"/api/v1/jobs/{job_id}", headers={"X-Client-Token": "wrong"}).status_code == 401
 
     # The CLI reads the same embedded database while the server runs.
@@ -95,7 +101,7 @@ def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> No
     table = chronik("jobs", "history", job_id, env=env)
     assert table.returncode == 0, table.stderr
     assert [line.split()[2] for line in table.stdout.splitlines()[1:]] == [
-        "JobCreated", "StateEntered", "StateEntered", "JobFinished",
+        "JobCreated", "TaskDispatched", "TaskCompleted", "StateEntered", "JobFinished",
     ]  # fmt: skip
 
 

@@ -37,7 +37,7 @@ async def test_engine_run_blocks_until_sigterm(database_url: str, make_engine: A
     try:
         client = await make_engine(*blueprints, start=False)
         await client.start(run_executor=False)  # creates jobs; the subprocess runs them
-        job = await client.create_job("demo", {"name": "Run"})
+        job = await client.create_job("review", {"amount": 10})
 
         async def finished() -> bool:
             return (await client.get_job(job.job_id)).status == JobStatus.FINISHED

@@ -32,7 +32,7 @@ def assert_error(response: Any, status: int, code: str, fragment: str) -> None:
 
 
 async def test_create_follow_and_read_history(client: AsyncTestClient[Any]) -> None:
-    created = await client.post("/api/v1/jobs/demo", json={"initial_data": {"name": "Ada"}}, headers=TOKEN)
+    created = await client.post("/api/v1/jobs/review", json={"initial_data": {"amount": 12}}, headers=TOKEN)
     assert created.status_code == 202
     body = created.json()
     assert body["status"] == "accepted"
@@ -44,20 +44,21 @@ async def test_create_follow_and_read_history(client: AsyncTestClient[Any]) -> N
 
     job = await wait_for(finished)
     assert job["id"] == job["job_id"] == job_id
-    assert job["blueprint_name"] == "demo"
-    assert job["current_state"] == "finished"
-    assert job["initial_data"] == {"name": "Ada"}
-    assert job["result"] == {"greeting": "Hello, Ada!", "shouted": "HELLO, ADA!"}
-    assert job["version"] == 4
+    assert job["blueprint_name"] == "review"
+    assert job["current_state"] == "approved"
+    assert job["initial_data"] == {"amount": 12}
+    assert job["result"] == {"decision": "approved"}
+    assert job["version"] == 3
     assert job["created_at"] <= job["updated_at"] == job["finished_at"]
+    assert job["task"] is None and job["progress"] is None
 
     history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=TOKEN)).json()
-    assert [e["type"] for e in history] == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]
-    assert [e["version"] for e in history] == [1, 2, 3, 4]
-    assert history[1]["data"] == {
-        "state": "shout",
-        "from_state": "start",
-        "updates": {"greeting": "Hello, Ada!"},
+    assert [e["type"] for e in history] == ["JobCreated", "StateEntered", "JobFinished"]
+    assert [e["version"] for e in history] == [1, 2, 3]
+    assert history[1]["data"] == {"state": "approved", "from_state": "check", "updates": {}, "removed": []}
+    assert history[2]["data"] == {
+        "state": "approved",
+        "updates": {"approved": {"decision": "approved"}},
         "removed": [],
     }
 

@@ -13,12 +13,21 @@ from chronik.core.events import (
     JobCreated,
     JobFailed,
     JobFinished,
+    JobQuarantined,
+    JobRetried,
     StateEntered,
+    TaskCompleted,
+    TaskDispatched,
+    TaskFailed,
+    TaskLost,
+    TaskResultIgnored,
+    TaskRetryScheduled,
     decode_event,
     encode_event_data,
 )
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+TASK = uuid4()
 
 
 def test_stored_tags_never_change() -> None:
@@ -29,7 +38,15 @@ def test_stored_tags_never_change() -> None:
         "JobCreated",
         "JobFailed",
         "JobFinished",
+        "JobQuarantined",
+        "JobRetried",
         "StateEntered",
+        "TaskCompleted",
+        "TaskDispatched",
+        "TaskFailed",
+        "TaskLost",
+        "TaskResultIgnored",
+        "TaskRetryScheduled",
     ]
 
 
@@ -42,6 +59,16 @@ def test_every_event_type_round_trips() -> None:
         JobFinished(at=AT, state="done", updates={"done": 1}),
         JobFailed(at=AT, state="a", error=error),
         JobCancelled(at=AT, reason="r", actor="client"),
+        TaskDispatched(
+            at=AT, task_id=TASK, task_type="t", state="s", params={"p": 1}, transitions={"success": "x"}
+        ),
+        TaskCompleted(at=AT, task_id=TASK, attempt=1, worker_id="w", status="success", data=[1, "two"]),
+        TaskFailed(at=AT, task_id=TASK, attempt=2, worker_id="w", error=error, claimed_at=AT),
+        TaskLost(at=AT, task_id=TASK, attempt=3, worker_id="w", reason="lease_expired"),
+        TaskRetryScheduled(at=AT, task_id=TASK, attempt=4, delay_seconds=1.5, error_code="TRANSIENT_ERROR"),
+        TaskResultIgnored(at=AT, task_id=TASK, attempt=1, worker_id="w", status="success", reason="stale"),
+        JobQuarantined(at=AT, state="s", error=error),
+        JobRetried(at=AT, task_id=TASK, attempt=5, actor="admin"),
     ]
     assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
     for sample in samples:
