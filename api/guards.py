@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -15,11 +15,14 @@ __all__ = ["CLIENT_TOKEN_HEADER", "client_token_guard"]
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 
 
-def client_token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+def client_token_guard(
+    token: str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
     """A guard that admits requests whose ``X-Client-Token`` equals ``token``."""
     expected = token.encode()
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    # Async on purpose: Litestar runs a plain-function guard in a worker thread, per request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         sent = connection.headers.get(CLIENT_TOKEN_HEADER)
         if sent is None:
             raise NotAuthorizedException(f"send the client token in the {CLIENT_TOKEN_HEADER} header")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -72,10 +72,11 @@ def check_signature(
 
 def worker_guard(
     credentials: Callable[[], WorkerCredentials],
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
     """A guard that authenticates the worker named by the path or ``X-Worker-ID``."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    # Async on purpose: Litestar runs a plain-function guard in a worker thread, per request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         path_id = connection.path_params.get("worker_id")
         header_id = connection.headers.get(WORKER_ID_HEADER)
         worker_id = path_id or header_id

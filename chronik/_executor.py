@@ -125,7 +125,7 @@ class StepExecutor:
                 await self._store.retry_step(step.job_id, delay_seconds=delay, instance=self._instance)
 
     async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
-        state = await self._store.load(step.job_id)
+        state = step.job
         if state is None or not needs_step(state):
             await self._store.drop_claimed_step(step, instance=self._instance)
             return

@@ -1,4 +1,4 @@
-"""The unit of work: append events, project, and move the step queue in one transaction."""
+"""The unit of work: append events, project, and move the step and task queues in one statement."""
 
 from __future__ import annotations
 
@@ -8,15 +8,32 @@ from uuid import UUID
 
 import asyncpg
 
-from chronik.adapters.postgres import event_store, steps, tasks
+from chronik.adapters.postgres import event_store, steps
+from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.decide import needs_step
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
-from chronik.core.state import JobState
+from chronik.core.state import JobState, JobStatus
 from chronik.projections import jobs as jobs_projection
 
-__all__ = ["JobStore"]
+__all__ = ["JobStore", "step_change", "task_change"]
+
+
+def step_change(before: JobState | None, after: JobState) -> StepChange:
+    """A step exists exactly while the job's current state has a handler to run."""
+    if needs_step(after):
+        return "enqueue"
+    return "delete" if before is not None and needs_step(before) else "keep"
+
+
+def task_change(before: JobState | None, after: JobState) -> TaskChange:
+    """The job's task rows follow its task: queued while it waits, marked when cancelled, else gone."""
+    if after.task is None and (before is None or before.task is None):
+        return "keep"
+    if after.status == JobStatus.WAITING_FOR_WORKER and after.task is not None:
+        return "queue"
+    return "cancel" if after.status == JobStatus.CANCELLED else "drop"
 
 
 class JobStore:
@@ -32,23 +49,27 @@ class JobStore:
         *,
         meta: dict[str, Any] | None = None,
         conn: asyncpg.Connection | None = None,
+        savepoint: bool = True,
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
-        In the same transaction the ``jobs`` row is rewritten, the job's step is
-        enqueued or removed (a step exists exactly when the state needs one), and
-        its task rows follow its task. With ``conn``, all of it joins the caller's
-        transaction. Raises ``VersionConflict`` when the stream moved since ``before`` was read.
+        The ``jobs`` row, the job's step and its task rows change in the same
+        statement. With ``conn`` it joins the caller's transaction, inside a
+        savepoint unless ``savepoint=False`` (the caller then retries the whole
+        transaction on a conflict). Raises ``VersionConflict`` when the stream
+        moved since ``before`` was read.
         """
         after = fold(events, before)
         if after is None:
             raise ValueError("commit needs at least one event or a prior state")
-        if conn is not None:
+        if conn is None:
+            async with self.pool.acquire() as own:
+                await self._write(own, before, after, events, meta)
+        elif savepoint:
             async with conn.transaction():
                 await self._write(conn, before, after, events, meta)
-            return after
-        async with self.pool.acquire() as own, own.transaction():
-            await self._write(own, before, after, events, meta)
+        else:
+            await self._write(conn, before, after, events, meta)
         return after
 
     async def _write(
@@ -59,14 +80,17 @@ class JobStore:
         events: Sequence[AnyEvent],
         meta: dict[str, Any] | None,
     ) -> None:
-        await event_store.append(conn, after.job_id, before.version if before else 0, events, meta=meta)
-        await jobs_projection.project(conn, after)
-        if needs_step(after):
-            await steps.enqueue(conn, after.job_id)
-        elif before is not None and needs_step(before):
-            await steps.delete(conn, after.job_id)
-        if after.task is not None or (before is not None and before.task is not None):
-            await tasks.sync(conn, after)
+        await commit(
+            conn,
+            job_id=after.job_id,
+            expected_version=before.version if before else 0,
+            events=events,
+            meta=meta,
+            job_row=jobs_projection.job_row(after),
+            step=step_change(before, after),
+            task_change=task_change(before, after),
+            task=after.task,
+        )
 
     async def load(self, job_id: UUID, *, conn: asyncpg.Connection | None = None) -> JobState | None:
         """The job's current state, or ``None`` for an unknown job."""
@@ -74,6 +98,11 @@ class JobStore:
             return await jobs_projection.load_state(conn, job_id)
         async with self.pool.acquire() as own:
             return await jobs_projection.load_state(own, job_id)
+
+    async def load_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None] | None:
+        """The job's current state and its worker's last progress report, in one query."""
+        async with self.pool.acquire() as conn:
+            return await jobs_projection.load_with_progress(conn, job_id)
 
     async def history(self, job_id: UUID) -> list[RecordedEvent]:
         """Every event of the job, in order."""

@@ -1,8 +1,10 @@
 """The orchestrator's side of the worker protocol: register, heartbeat, poll, result, progress.
 
 Task ids on the wire name one attempt: ``<task uuid>:<attempt>``. A worker may
-send the same result many times (its SDK retries on any error), so a result is
-settled under a row lock on the task and every repeat is answered, not refused.
+send the same result many times (its SDK retries on any error). A result is
+settled optimistically: it appends at the version of the job it read, so of two
+racing copies one wins and the other decides again, finds the attempt settled,
+and is answered ``ignored``; no repeat is ever refused.
 """
 
 from __future__ import annotations
@@ -175,9 +177,8 @@ class WorkerService:
     async def _settle(
         self, worker_id: str, task_id: UUID, attempt: int, status: str, data: Any, error: ErrorInfo | None
     ) -> ResultAnswer:
-        async with self._store.pool.acquire() as conn, conn.transaction():
-            # The row lock serializes repeats of the same result: the second one finds it settled.
-            held = await tasks.lock(conn, task_id)
+        async with self._store.pool.acquire() as conn:
+            held = await tasks.find(conn, task_id)
             if held is None:
                 job_id = await tasks.find_dispatching_job(conn, task_id)
                 if job_id is None:
@@ -196,7 +197,7 @@ class WorkerService:
                 and await self._was_held(conn, held.job_id, task_id, attempt, worker_id)
             ):
                 raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
-            state = await self._store.load(held.job_id, conn=conn)
+            state = held.job
             if state is None:
                 raise TaskNotFound(f"the job of task {task_id} does not exist")
             result = TaskResult(
@@ -210,7 +211,10 @@ class WorkerService:
             )
             events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
             if events:
-                await self._store.commit(state, events, meta={"instance": self._instance}, conn=conn)
+                # One statement, outside any transaction: a conflict is retried by submit_result.
+                await self._store.commit(
+                    state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+                )
         if not current:
             return ResultAnswer(
                 status="ignored", reason="stale_task", message="a later attempt superseded this one"

@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(args.log_level)
     try:
         settings = Settings.from_env()
-        asyncio.run(_dispatch(args, settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_dispatch(args, settings))
     except ChronikError as exc:
         _fail(exc.message)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -229,6 +230,15 @@ def _redact(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (not on Windows): the HTTP and database I/O runs markedly faster on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _fail(message: str) -> NoReturn:

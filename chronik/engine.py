@@ -28,10 +28,10 @@ import asyncpg
 import structlog
 
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
-from chronik.adapters.postgres import tasks as task_queue
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import migrate
+from chronik.adapters.postgres.pool import create_pool
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_cancel, decide_create
 from chronik.core.errors import BlueprintError, BlueprintNotFound, JobNotFound, VersionConflict
@@ -130,9 +130,7 @@ class Engine:
         if self._database_url is None:
             self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
             self._database_url = self._embedded.dsn
-        self._pool = await asyncpg.create_pool(
-            self._database_url, min_size=1, max_size=self.settings.pool_max_size
-        )
+        self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
         self._store = JobStore(self._pool)
         if run_migrations:
             async with self._pool.acquire() as conn:
@@ -263,10 +261,12 @@ class Engine:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
         return await self._command(job_id, lambda state: decide_retry(state, _now(), actor=actor), actor)
 
-    async def job_progress(self, job_id: UUID) -> dict[str, Any] | None:
-        """The progress a worker last reported for the job's current task, if any."""
-        async with self.store.pool.acquire() as conn:
-            return await task_queue.job_progress(conn, job_id)
+    async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
+        """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
+        found = await self.store.load_with_progress(job_id)
+        if found is None:
+            raise JobNotFound(f"no job has the id {job_id}")
+        return found
 
     async def _command(
         self, job_id: UUID, decide: Callable[[JobState], tuple[AnyEvent, ...]], actor: str

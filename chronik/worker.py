@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import os
 import signal
 import socket
@@ -32,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import structlog
 
 from chronik.core.signing import sign
@@ -92,7 +93,8 @@ class Worker:
         self.worker_type = worker_type
         self.handlers: dict[str, Callable[..., Any]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._base = ""
         self._draining = asyncio.Event()
 
     def task(self, task_type: str) -> Callable[[F], F]:
@@ -147,12 +149,13 @@ class Worker:
             raise ValueError("the worker has no task handlers; add one with @worker.task(...)")
         if self._draining.is_set():
             self._draining = asyncio.Event()
-        url = (self.url or os.environ.get("ORCHESTRATOR_URL") or "http://127.0.0.1:8080").rstrip("/")
+        self._base = (self.url or os.environ.get("ORCHESTRATOR_URL") or "http://127.0.0.1:8080").rstrip("/")
         token = self.token if self.token is not None else os.environ.get("WORKER_TOKEN", "")
         self.token = token
         headers = {"X-Worker-Token": token, "X-Worker-ID": self.worker_id, "X-RXON-Version": PROTOCOL_VERSION}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30.0) as client:
-            self._client = client
+        timeout = aiohttp.ClientTimeout(total=30.0)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
+            self._http = http
             await self._register()
             beat = asyncio.create_task(self._heartbeats())
             pollers = [asyncio.create_task(self._poll()) for _ in range(min(self.capacity, 4))]
@@ -165,7 +168,7 @@ class Worker:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-            self._client = None
+            self._http = None
         log.info("worker_stopped", worker_id=self.worker_id)
 
     def stop(self) -> None:
@@ -174,12 +177,15 @@ class Worker:
 
     # -- protocol -----------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
-        assert self._client is not None
+    async def _send(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """Send one signed message; the status and the decoded JSON answer (``None`` without one)."""
+        assert self._http is not None
         body = {**body, "timestamp": int(time.time())}
         if self.token:
             body["security"] = {"signature": sign(body, self.token), "signer_id": self.worker_id}
-        return await self._client.request(method, path, json=body, **kwargs)
+        async with self._http.request(method, self._base + path, json=body) as response:
+            text = await response.text()
+            return response.status, _json(text)
 
     async def _register(self) -> None:
         body = {
@@ -192,14 +198,14 @@ class Worker:
         delay = 0.5
         while True:
             try:
-                response = await self._send("POST", "/_worker/workers/register", body)
-                if response.status_code < 400:
+                status, answer = await self._send("POST", "/_worker/workers/register", body)
+                if status < 400:
                     log.info("worker_registered", worker_id=self.worker_id, task_types=sorted(self.handlers))
                     return
-                log.error("register_refused", status=response.status_code, body=response.text)
-                if response.status_code in (401, 403):
-                    raise RuntimeError(f"the orchestrator refused this worker: {response.text}")
-            except httpx.TransportError as exc:
+                log.error("register_refused", status=status, answer=answer)
+                if status in (401, 403):
+                    raise RuntimeError(f"the orchestrator refused this worker: {answer}")
+            except _NETWORK_ERRORS as exc:
                 log.warning("register_failed", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -213,40 +219,39 @@ class Worker:
                 "current_tasks": sorted(self._running),
             }
             try:
-                response = await self._send("PATCH", f"/_worker/workers/{self.worker_id}", body)
-            except httpx.TransportError as exc:
+                status, answer = await self._send("PATCH", f"/_worker/workers/{self.worker_id}", body)
+            except _NETWORK_ERRORS as exc:
                 log.warning("heartbeat_failed", error=str(exc))
                 continue
-            if response.status_code == 404:
+            if status == 404:
                 await self._register()
-            elif response.status_code < 400:
-                self._cancel(response.json().get("cancel_task_ids") or [])
+            elif status < 400 and isinstance(answer, dict):
+                self._cancel(answer.get("cancel_task_ids") or [])
 
     async def _poll(self) -> None:
-        assert self._client is not None
-        skills = ",".join(sorted(self.handlers))
+        assert self._http is not None
+        url = f"{self._base}/_worker/workers/{self.worker_id}/tasks/next"
+        params = {"timeout": str(self.poll_timeout), "available_skills": ",".join(sorted(self.handlers))}
+        timeout = aiohttp.ClientTimeout(total=self.poll_timeout + 5)
         backoff = 0.5
         while not self._draining.is_set():
             if len(self._running) >= self.capacity:
                 await asyncio.sleep(0.05)
                 continue
             try:
-                response = await self._client.get(
-                    f"/_worker/workers/{self.worker_id}/tasks/next",
-                    params={"timeout": self.poll_timeout, "available_skills": skills},
-                    timeout=self.poll_timeout + 5,
-                )
-            except httpx.TransportError as exc:
+                async with self._http.get(url, params=params, timeout=timeout) as response:
+                    status, text = response.status, await response.text()
+            except _NETWORK_ERRORS as exc:
                 log.warning("poll_failed", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.5
-            if response.status_code == 200:
-                task = response.json()
+            if status == 200:
+                task = _json(text)
                 self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
-            elif response.status_code != 204:
-                log.error("poll_refused", status=response.status_code, body=response.text)
+            elif status != 204:
+                log.error("poll_refused", status=status, body=text)
                 await asyncio.sleep(1.0)
 
     async def _execute(self, task: dict[str, Any]) -> None:
@@ -296,13 +301,13 @@ class Worker:
         delay = 0.5
         for attempt in range(6):
             try:
-                response = await self._send("POST", "/_worker/tasks/result", body)
-            except httpx.TransportError as exc:
+                status, answer = await self._send("POST", "/_worker/tasks/result", body)
+            except _NETWORK_ERRORS as exc:
                 log.warning("result_failed", task_id=task["task_id"], error=str(exc), attempt=attempt)
             else:
-                if response.status_code < 500 and response.status_code != 429:
-                    if response.status_code >= 400:
-                        log.error("result_refused", status=response.status_code, body=response.text)
+                if status < 500 and status != 429:
+                    if status >= 400:
+                        log.error("result_refused", status=status, answer=answer)
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -319,12 +324,12 @@ class Worker:
             "payload": {"progress": percent, "message": message},
         }
         try:
-            response = await self._send("POST", "/_worker/events", body)
-        except httpx.TransportError as exc:
+            status, answer = await self._send("POST", "/_worker/events", body)
+        except _NETWORK_ERRORS as exc:
             log.warning("progress_failed", error=str(exc))
             return
-        if response.status_code < 400:
-            self._cancel(response.json().get("cancel_task_ids") or [])
+        if status < 400 and isinstance(answer, dict):
+            self._cancel(answer.get("cancel_task_ids") or [])
 
     def _cancel(self, task_ids: list[str]) -> None:
         for task_id in task_ids:
@@ -332,6 +337,16 @@ class Worker:
             if running is not None:
                 log.info("task_cancelled_by_orchestrator", task_id=task_id)
                 running.cancel()
+
+
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _failure(code: str, message: str) -> dict[str, Any]:

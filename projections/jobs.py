@@ -17,14 +17,17 @@ from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.evolve import fold
 from chronik.core.state import JobState
 
-__all__ = ["job_row", "load_state", "project", "refold_differences"]
+__all__ = ["job_row", "load_state", "load_with_progress", "refold_differences"]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JobState)
 
 
 def job_row(state: JobState) -> tuple[Any, ...]:
-    """The projection row of a state, in the column order of ``upsert_job``."""
+    """The projection row of a state, in the column order of the ``jobs`` table.
+
+    ``commit_job`` writes it in the statement that appends the events.
+    """
     return (
         state.job_id,
         state.blueprint,
@@ -38,15 +41,28 @@ def job_row(state: JobState) -> tuple[Any, ...]:
     )
 
 
-async def project(conn: asyncpg.Connection, state: JobState) -> None:
-    """Write the job's row; call in the transaction that appended the events."""
-    await conn.execute(QUERIES["upsert_job"], *job_row(state))
-
-
 async def load_state(conn: asyncpg.Connection, job_id: UUID) -> JobState | None:
     """The job's current state from the projection; ``None`` for an unknown job."""
     raw = await conn.fetchval(QUERIES["get_job_state"], job_id)
     return None if raw is None else _decoder.decode(raw)
+
+
+async def load_with_progress(
+    conn: asyncpg.Connection, job_id: UUID
+) -> tuple[JobState, dict[str, Any] | None] | None:
+    """The job's state and the last progress its worker reported, in one query."""
+    row = await conn.fetchrow(QUERIES["get_job_with_progress"], job_id)
+    if row is None:
+        return None
+    progress = None
+    if row["progress_at"] is not None:
+        progress = {
+            "progress": row["progress"],
+            "message": row["progress_message"],
+            "at": row["progress_at"],
+            "worker_id": row["worker_id"],
+        }
+    return _decoder.decode(row["state"]), progress
 
 
 async def refold_differences(conn: asyncpg.Connection, job_id: UUID) -> dict[str, tuple[Any, Any]]:

@@ -1,14 +1,8 @@
-"""The event store: append to and read a job's stream.
-
-Functions take a connection so that the caller chooses the transaction: the
-engine appends events, writes the inline projection and changes the step queue
-in one transaction, so none of them commits without the others.
-"""
+"""The event store: read a job's stream. Appending is ``commit.py``'s one statement."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,12 +10,12 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from chronik.core.errors import UnknownEventType, VersionConflict
-from chronik.core.events import AnyEvent, decode_event, encode_event_data
+from chronik.core.errors import UnknownEventType
+from chronik.core.events import AnyEvent, decode_event
 
 from .queries import QUERIES
 
-__all__ = ["RecordedEvent", "append", "read_stream"]
+__all__ = ["RecordedEvent", "read_stream"]
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,34 +28,6 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     event: AnyEvent
     meta: dict[str, Any]
     recorded_at: datetime
-
-
-async def append(
-    conn: asyncpg.Connection,
-    job_id: UUID,
-    expected_version: int,
-    events: Sequence[AnyEvent],
-    *,
-    meta: dict[str, Any] | None = None,
-) -> list[int]:
-    """Append ``events`` after ``expected_version``; return their global positions.
-
-    Raises ``VersionConflict`` when another writer appended first.
-    """
-    versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
-    types = [type(event).__struct_config__.tag for event in events]
-    data = [encode_event_data(event).decode() for event in events]
-    try:
-        # A savepoint keeps the caller's transaction usable after a conflict.
-        async with conn.transaction():
-            rows = await conn.fetch(
-                QUERIES["append_events"], job_id, versions, types, data, json.dumps(meta or {})
-            )
-    except asyncpg.UniqueViolationError as exc:
-        raise VersionConflict(
-            f"job {job_id} moved past version {expected_version} while this change was decided"
-        ) from exc
-    return [row["position"] for row in rows]
 
 
 async def read_stream(conn: asyncpg.Connection, job_id: UUID) -> list[RecordedEvent]:

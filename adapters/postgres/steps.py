@@ -7,26 +7,21 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from chronik.core.state import JobState
+
 from .queries import QUERIES
 
-__all__ = ["ClaimedStep", "claim", "delete", "drop_claimed", "enqueue", "retry"]
+__all__ = ["ClaimedStep", "claim", "drop_claimed", "retry"]
+
+_state = msgspec.json.Decoder(JobState)
 
 
 class ClaimedStep(msgspec.Struct, frozen=True):
-    """A step leased to this instance."""
+    """A step leased to this instance, with its job's state when claimed."""
 
     job_id: UUID
     attempts: int
-
-
-async def enqueue(conn: asyncpg.Connection, job_id: UUID) -> None:
-    """Make the job's handler due now (its trigger notifies idle instances)."""
-    await conn.execute(QUERIES["enqueue_step"], job_id)
-
-
-async def delete(conn: asyncpg.Connection, job_id: UUID) -> None:
-    """Remove the job's step: it needs no handler run."""
-    await conn.execute(QUERIES["delete_step"], job_id)
+    job: JobState | None = None
 
 
 async def claim(
@@ -34,7 +29,14 @@ async def claim(
 ) -> list[ClaimedStep]:
     """Lease up to ``limit`` due steps to ``instance``."""
     rows = await conn.fetch(QUERIES["claim_steps"], limit, lease_seconds, instance)
-    return [ClaimedStep(UUID(str(row["job_id"])), row["attempts"]) for row in rows]
+    return [
+        ClaimedStep(
+            UUID(str(row["job_id"])),
+            row["attempts"],
+            None if row["job_state"] is None else _state.decode(row["job_state"]),
+        )
+        for row in rows
+    ]
 
 
 async def retry(conn: asyncpg.Connection, job_id: UUID, *, delay_seconds: float, instance: str) -> None:

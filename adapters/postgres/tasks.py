@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from chronik.core.state import JobState, JobStatus
+from chronik.core.state import JobState
 
 from .queries import QUERIES
 
@@ -22,11 +22,9 @@ __all__ = [
     "delete",
     "expired",
     "extend_leases",
+    "find",
     "find_dispatching_job",
-    "job_progress",
-    "lock",
     "record_progress",
-    "sync",
 ]
 
 
@@ -45,7 +43,7 @@ class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HeldTask(msgspec.Struct, frozen=True, kw_only=True):
-    """The queue row of a task, read under a row lock."""
+    """The queue row of a task, read with its job's state."""
 
     task_id: UUID
     job_id: UUID
@@ -54,6 +52,8 @@ class HeldTask(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     worker_id: str | None
     claimed_at: datetime | None
+    job: JobState | None
+    """The state of the task's job, read with the row."""
 
 
 class ExpiredTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,33 +69,7 @@ class ExpiredTask(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _params = msgspec.json.Decoder(dict[str, Any])
-
-
-async def sync(conn: asyncpg.Connection, state: JobState) -> None:
-    """Make the job's queue rows match its state; call in the transaction that appended.
-
-    A job waiting for a worker has its current attempt queued (a row already holding
-    that attempt is left alone); a cancelled job's held attempt is marked so its
-    worker is told; any other job has no rows.
-    """
-    task = state.task
-    if state.status == JobStatus.WAITING_FOR_WORKER and task is not None:
-        await conn.execute(
-            QUERIES["queue_task"],
-            task.task_id,
-            state.job_id,
-            task.task_type,
-            msgspec.json.encode(task.params).decode(),
-            task.priority,
-            task.attempt,
-            task.available_at,
-            task.timeout_seconds,
-            task.dispatched_at,
-        )
-    elif state.status == JobStatus.CANCELLED:
-        await conn.execute(QUERIES["cancel_job_tasks"], state.job_id)
-    else:
-        await conn.execute(QUERIES["drop_job_tasks"], state.job_id)
+_state = msgspec.json.Decoder(JobState)
 
 
 async def claim(
@@ -119,9 +93,9 @@ async def claim(
     ]
 
 
-async def lock(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
-    """The task's queue row under a row lock; ``None`` when it has none."""
-    row = await conn.fetchrow(QUERIES["lock_task"], task_id)
+async def find(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
+    """The task's queue row with its job's state; ``None`` when it has no row."""
+    row = await conn.fetchrow(QUERIES["find_task"], task_id)
     if row is None:
         return None
     return HeldTask(
@@ -132,6 +106,7 @@ async def lock(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
         status=row["status"],
         worker_id=row["worker_id"],
         claimed_at=row["claimed_at"],
+        job=None if row["job_state"] is None else _state.decode(row["job_state"]),
     )
 
 
@@ -171,19 +146,6 @@ async def record_progress(
         QUERIES["record_progress"], task_id, worker_id, progress, message, lease_seconds
     )
     return status
-
-
-async def job_progress(conn: asyncpg.Connection, job_id: UUID) -> dict[str, Any] | None:
-    """The last progress a worker reported for the job's current attempt."""
-    row = await conn.fetchrow(QUERIES["job_progress"], job_id)
-    if row is None:
-        return None
-    return {
-        "progress": row["progress"],
-        "message": row["progress_message"],
-        "at": row["progress_at"],
-        "worker_id": row["worker_id"],
-    }
 
 
 async def expired(conn: asyncpg.Connection, *, limit: int) -> list[ExpiredTask]:

@@ -52,9 +52,7 @@ async def create_job(
 @get("/jobs/{job_id:str}", summary="Get a job's current state")
 async def get_job(job_id: FromPath[str], state: State) -> JobView:
     """The job's current state: status, current state, data and timestamps."""
-    engine = _engine(state)
-    job = await engine.get_job(_job_id(job_id))
-    progress = await engine.job_progress(job.job_id) if job.task is not None else None
+    job, progress = await _engine(state).get_job_with_progress(_job_id(job_id))
     return JobView.of(job, progress=progress)
 
 

@@ -1,28 +1,3 @@
--- name: queue_task
--- Queue the current attempt of a job's task; a row for an older attempt is replaced,
--- a row for this attempt is left as it is (it may be leased already).
--- $1 task_id, $2 job_id, $3 task_type, $4 params jsonb, $5 priority, $6 attempt,
--- $7 available_at, $8 timeout_seconds, $9 dispatched_at
-INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
-                   timeout_seconds, dispatched_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9)
-ON CONFLICT (task_id) DO UPDATE SET
-    attempt = excluded.attempt, status = 'queued', available_at = excluded.available_at,
-    worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
-    progress = NULL, progress_message = NULL, progress_at = NULL
-WHERE tasks.attempt <> excluded.attempt;
-
--- name: drop_job_tasks
--- The job waits on no task any more: remove its rows.
--- $1 job_id
-DELETE FROM tasks WHERE job_id = $1;
-
--- name: cancel_job_tasks
--- The job was cancelled: queued attempts go; a held one is marked so that its worker is told.
--- $1 job_id
-WITH gone AS (DELETE FROM tasks WHERE job_id = $1 AND status = 'queued')
-UPDATE tasks SET status = 'cancelled' WHERE job_id = $1 AND status = 'leased';
-
 -- name: claim_tasks
 -- Lease up to $3 queued tasks of the types $2 to worker $1 for $4 seconds, best priority first,
 -- then oldest. SKIP LOCKED lets concurrent polls take different rows without waiting.
@@ -44,12 +19,14 @@ WHERE t.task_id = next.task_id
 RETURNING t.task_id, t.job_id, t.task_type, t.params::text AS params, t.priority, t.attempt,
           t.timeout_seconds, t.claimed_at, t.deadline_at;
 
--- name: lock_task
--- The queue row of a task, locked, to settle a result against it.
+-- name: find_task
+-- The queue row of a task with its job's state, to settle a result against it. No lock: the
+-- settlement appends at the version it read, so a concurrent change makes it decide again.
 -- $1 task_id
-SELECT task_id, job_id, task_type, attempt, status, worker_id, claimed_at
-FROM tasks WHERE task_id = $1
-FOR UPDATE;
+SELECT t.task_id, t.job_id, t.task_type, t.attempt, t.status, t.worker_id, t.claimed_at,
+       j.state::text AS job_state
+FROM tasks AS t LEFT JOIN jobs AS j ON j.job_id = t.job_id
+WHERE t.task_id = $1;
 
 -- name: find_dispatched_task
 -- The job that dispatched a task, for a task whose queue row is gone.
@@ -79,13 +56,6 @@ UPDATE tasks SET progress = $3, progress_message = $4, progress_at = now(),
                  lease_expires_at = now() + make_interval(secs => $5)
 WHERE task_id = $1 AND worker_id = $2 AND status IN ('leased', 'cancelled')
 RETURNING status;
-
--- name: job_progress
--- The progress of the attempt a job waits on, if a worker reported any.
--- $1 job_id
-SELECT progress, progress_message, progress_at, worker_id FROM tasks
-WHERE job_id = $1 AND progress IS NOT NULL
-ORDER BY progress_at DESC LIMIT 1;
 
 -- name: expired_tasks
 -- Held attempts whose lease ran out or that ran past their deadline, locked for the watcher.

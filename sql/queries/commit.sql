@@ -1,0 +1,60 @@
+-- name: commit_job
+-- Append a job's new events and, in the same statement, rewrite its projection row and set its
+-- step and task rows: one round trip, one transaction, so none of them commits without the others.
+-- A unique violation on events (job_id, version) means another writer appended first.
+-- $1 job_id uuid, $2 versions int[], $3 types text[], $4 data jsonb[], $5 meta jsonb,
+-- $6 blueprint, $7 status, $8 current_state, $9 version, $10 created_at, $11 updated_at,
+-- $12 finished_at, $13 state jsonb (the jobs row),
+-- $14 step: 'enqueue' | 'delete' | 'keep',
+-- $15 task: 'queue' | 'cancel' | 'drop' | 'keep', and for 'queue': $16 task_id, $17 task_type,
+-- $18 params jsonb, $19 priority, $20 attempt, $21 available_at, $22 timeout_seconds, $23 dispatched_at
+WITH appended AS (
+    INSERT INTO events (job_id, version, type, data, meta)
+    SELECT $1, e.version, e.type, e.data, $5
+    FROM unnest($2::int[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(version, type, data, n)
+    ORDER BY e.n
+    RETURNING position
+), projected AS (
+    INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at,
+                      finished_at, state)
+    VALUES ($1, $6, $7, $8, $9, $10, $11, $12, $13)
+    ON CONFLICT (job_id) DO UPDATE SET
+        blueprint = excluded.blueprint,
+        status = excluded.status,
+        current_state = excluded.current_state,
+        version = excluded.version,
+        created_at = excluded.created_at,
+        updated_at = excluded.updated_at,
+        finished_at = excluded.finished_at,
+        state = excluded.state
+    RETURNING 1
+), step_enqueued AS (
+    INSERT INTO job_steps (job_id, run_at)
+    SELECT $1, now() WHERE $14::text = 'enqueue'
+    ON CONFLICT (job_id) DO UPDATE SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
+    RETURNING 1
+), step_deleted AS (
+    DELETE FROM job_steps WHERE job_id = $1 AND $14::text = 'delete'
+    RETURNING 1
+), task_queued AS (
+    -- A row already holding this attempt (leased, say) is left alone; an older attempt's row is reset.
+    INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
+                       timeout_seconds, dispatched_at)
+    SELECT $16, $1, $17, $18, $19, $20, 'queued', $21, $22, $23 WHERE $15::text = 'queue'
+    ON CONFLICT (task_id) DO UPDATE SET
+        attempt = excluded.attempt, status = 'queued', available_at = excluded.available_at,
+        worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
+        progress = NULL, progress_message = NULL, progress_at = NULL
+    WHERE tasks.attempt <> excluded.attempt
+    RETURNING 1
+), task_withdrawn AS (
+    DELETE FROM tasks
+    WHERE job_id = $1 AND ($15::text = 'drop' OR ($15::text = 'cancel' AND status = 'queued'))
+    RETURNING 1
+), task_cancelled AS (
+    -- A held attempt of a cancelled job stays, marked, so that its worker is told to stop.
+    UPDATE tasks SET status = 'cancelled'
+    WHERE job_id = $1 AND $15::text = 'cancel' AND status = 'leased'
+    RETURNING 1
+)
+SELECT count(*) FROM appended;
