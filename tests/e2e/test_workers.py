@@ -293,3 +293,34 @@ async def test_per_worker_tokens_and_signatures(start_orchestrator: Any, tmp_pat
         config.write_text('[signer]\ntoken = "rotated"\n')
         assert (await client.post("/api/v1/admin/reload-workers", headers=admin)).status_code == 200
         assert (await client.post("/_worker/workers/register", json=signed)).status_code == 401
+
+
+async def test_sigterm_finishes_in_flight_tasks_and_a_second_one_exits_at_once(
+    start_orchestrator: Any, spawn_worker: Any
+) -> None:
+    orchestrator = await start_orchestrator(work_blueprint())
+
+    async def leased_by(worker_id: str) -> bool:
+        async with orchestrator.engine.store.pool.acquire() as conn:
+            count = await conn.fetchval("SELECT count(*) FROM tasks WHERE worker_id = $1", worker_id)
+        return bool(count)
+
+    polite = spawn_worker(orchestrator.url, WORKER_ID="polite", TASK_SLEEP="2")
+    first = await create(orchestrator.url, "work", {"n": 1})
+    await wait_for(lambda: leased_by("polite"), within=20)
+    polite.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(polite.wait, 20) == 0
+    assert (await settled(orchestrator.url, first))["status"] == "finished"  # it finished before exiting
+
+    hasty = spawn_worker(orchestrator.url, WORKER_ID="hasty", TASK_SLEEP="30")
+    second = await create(orchestrator.url, "work", {"n": 2})
+    await wait_for(lambda: leased_by("hasty"), within=20)
+    hasty.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    hasty.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(hasty.wait, 5) == 1
+    spawn_worker(orchestrator.url, WORKER_ID="heir")
+    done = await settled(orchestrator.url, second, within=30)
+    assert done["status"] == "finished"
+    lost = [e["data"] for e in await history(orchestrator.url, second) if e["type"] == "TaskLost"]
+    assert lost and lost[0]["worker_id"] == "hasty"
