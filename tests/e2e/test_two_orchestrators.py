@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chronik.projections.jobs import refold_differences
 from tests.conftest import wait_for
 from tests.e2e.conftest import CLIENT_TOKEN, work_blueprint
 
@@ -73,6 +74,9 @@ async def test_500_jobs_two_instances_one_watcher(
             for r in await conn.fetch("SELECT meta->>'instance' AS i FROM events WHERE type = 'JobFinished'")
         )
         assert set(instances) == {"one", "two"}, instances
+        # Folding each job's stream again gives exactly its projection row.
+        for row in await conn.fetch("SELECT job_id FROM jobs"):
+            assert await refold_differences(conn, row["job_id"]) == {}
 
     # Exactly one watcher at every moment sampled; when it stops, the other instance takes over.
     assert watcher_samples and set(watcher_samples) == {1}, Counter(watcher_samples)
