@@ -91,6 +91,14 @@ class WorkerService:
         self._instance = instance
         self._clock = clock
         self._rand = rand
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Answer every waiting long-poll now (with no task): the instance is shutting down.
+
+        Without this, the HTTP server's graceful shutdown would wait out each open poll.
+        """
+        self._closing.set()
 
     async def register(
         self, worker_id: str, *, task_types: list[str], capacity: int, info: dict[str, Any]
@@ -131,7 +139,7 @@ class WorkerService:
         gone = gone or asyncio.Event()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_seconds, self._max_poll))
-        while not gone.is_set():
+        while not gone.is_set() and not self._closing.is_set():
             woken = self._signal.current()
             async with self._store.pool.acquire() as conn:
                 claimed = await tasks.claim(
@@ -142,7 +150,7 @@ class WorkerService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            waiters = [asyncio.ensure_future(woken.wait()), asyncio.ensure_future(gone.wait())]
+            waiters = [asyncio.ensure_future(event.wait()) for event in (woken, gone, self._closing)]
             try:
                 await asyncio.wait(
                     waiters, timeout=min(remaining, _RECHECK_SECONDS), return_when=asyncio.FIRST_COMPLETED

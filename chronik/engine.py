@@ -179,8 +179,14 @@ class Engine:
             raise RuntimeError("the engine has not started with its executor")
         return self._workers
 
+    def begin_shutdown(self) -> None:
+        """Stop taking work: answer waiting worker long-polls at once. ``stop`` does the rest."""
+        if self._workers is not None:
+            self._workers.close()
+
     async def stop(self) -> None:
         """Let running handlers finish, then disconnect (and stop the embedded server)."""
+        self.begin_shutdown()
         self._stop.set()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):

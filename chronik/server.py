@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import uvicorn
@@ -31,18 +30,35 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
     )
     await engine.start()
     try:
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
         )
-        announce = asyncio.create_task(_announce_when_started(server, on_ready))
+        server = uvicorn.Server(config)
+        helpers = [
+            asyncio.create_task(_announce_when_started(server, on_ready)),
+            asyncio.create_task(_release_polls_on_exit(server, engine)),
+        ]
         try:
             await server.serve()
         finally:
-            announce.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await announce
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
     finally:
         await engine.stop()
+
+
+async def _release_polls_on_exit(server: uvicorn.Server, engine: Engine) -> None:
+    # uvicorn waits for open requests before it stops; worker long-polls are answered at once instead.
+    while not server.should_exit:  # noqa: ASYNC110 (uvicorn sets a plain attribute on SIGINT/SIGTERM)
+        await asyncio.sleep(0.1)
+    engine.begin_shutdown()
 
 
 async def _announce_when_started(server: uvicorn.Server, on_ready: Callable[[], None] | None) -> None:
