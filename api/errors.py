@@ -52,8 +52,12 @@ def error_response(
     )
 
 
-def _chronik_error(_request: Request[Any, Any, Any], exc: ChronikError) -> Response[Any]:
-    return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message)
+def _chronik_error(request: Request[Any, Any, Any], exc: ChronikError) -> Response[Any]:
+    status = STATUS_BY_CODE.get(exc.code)
+    if status is None:  # a fault of the server (an unknown stored event, a migration), not of the request
+        log.error("server_error", path=request.url.path, code=exc.code, message=exc.message)
+        return error_response(HTTP_500_INTERNAL_SERVER_ERROR, exc.code, exc.message)
+    return error_response(status, exc.code, exc.message)
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

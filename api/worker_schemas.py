@@ -7,7 +7,7 @@ hold their default (``status`` of a successful result) get that default here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -30,7 +30,7 @@ class RegisterBody(msgspec.Struct, kw_only=True):
     available_skills: list[str] = []
     task_types: list[str] = []
     """chronik's SDK names its task types here; Avtomatika's names skills in ``supported_skills``."""
-    capacity: int = 1
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
     resources: dict[str, Any] = {}
     capabilities: dict[str, Any] = {}
 
@@ -45,7 +45,8 @@ class HeartbeatBody(msgspec.Struct, kw_only=True):
 
     worker_id: str | None = None
     status: str | None = None
-    current_tasks: list[str] = []
+    current_tasks: list[str] | None = None
+    """The attempts the worker runs; only their leases are extended when it is sent."""
 
 
 class TaskErrorBody(msgspec.Struct, kw_only=True):

@@ -12,14 +12,16 @@ import contextlib
 import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from uuid import UUID
 
 import structlog
 
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import decide_step, needs_step
-from chronik.core.errors import VersionConflict
+from chronik.core.decide import HandlerOutcome, decide_step, needs_step
+from chronik.core.errors import InvalidInput, VersionConflict
+from chronik.core.events import ErrorInfo
 
 from ._handlers import run_handler
 from ._store import JobStore
@@ -27,8 +29,6 @@ from ._store import JobStore
 __all__ = ["StepExecutor"]
 
 log = structlog.get_logger("chronik.executor")
-
-_MAX_DECIDE_ATTEMPTS = 5
 
 
 class StepExecutor:
@@ -54,11 +54,36 @@ class StepExecutor:
         self._poll_interval = poll_interval
         self._lease_seconds = lease_seconds
         self._clock = clock
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], UUID] = {}
         self._slot_freed = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run steps until ``stop`` is set, then let running handlers finish."""
+        renewing = asyncio.create_task(self._renew_leases(), name="chronik-step-leases")
+        try:
+            await self._claim_and_run(stop)
+            await self.drain()
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew_leases(self) -> None:
+        # A long handler must not lose its step to another instance: a third of the lease on,
+        # every step still running here gets a fresh lease, in one statement.
+        while True:
+            await asyncio.sleep(self._lease_seconds / 3)
+            if self._running:
+                try:
+                    await self._store.renew_step_leases(
+                        list(self._running.values()),
+                        lease_seconds=self._lease_seconds,
+                        instance=self._instance,
+                    )
+                except Exception:
+                    log.exception("lease_renewal_failed")
+
+    async def _claim_and_run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self._max_concurrent - len(self._running)
             woken = self._wake.current()
@@ -76,7 +101,6 @@ class StepExecutor:
                 if claimed and len(claimed) == free:
                     continue
             await self._wait(stop, woken)
-        await self.drain()
 
     async def drain(self, grace_seconds: float = 30.0) -> None:
         """Wait for running handlers; cancel those still running after ``grace_seconds``.
@@ -94,11 +118,11 @@ class StepExecutor:
 
     def _spawn(self, step: ClaimedStep) -> None:
         task = asyncio.create_task(self._run_step(step), name=f"chronik-step-{step.job_id}")
-        self._running.add(task)
+        self._running[task] = step.job_id
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._slot_freed.set()
 
     async def _wait(self, stop: asyncio.Event, woken: asyncio.Event) -> None:
@@ -136,20 +160,22 @@ class StepExecutor:
             await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
             return
         outcome = await run_handler(blueprint, state)
-        for _ in range(_MAX_DECIDE_ATTEMPTS):
-            events = decide_step(state, blueprint, outcome, self._clock())
-            if not events:
-                bound.info("outcome_dropped", state=outcome.state)
-                return
-            try:
-                state = await self._store.commit(state, events, meta={"instance": self._instance})
-            except VersionConflict:
-                # Another writer moved the job while the handler ran: reload and decide again.
-                reloaded = await self._store.load(step.job_id)
-                if reloaded is None:
-                    return
-                state = reloaded
-                continue
-            bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])
+        events = decide_step(state, blueprint, outcome, self._clock())
+        try:
+            await self._store.commit(state, events, meta={"instance": self._instance})
+        except VersionConflict:
+            # Another writer moved the job while the handler ran: a client cancelled it, or another
+            # instance ran this step after our lease ran out. The outcome belongs to a state that
+            # is gone, so it is dropped, never re-applied to the new one.
+            bound.info("outcome_dropped", state=outcome.state)
             return
-        raise VersionConflict(f"job {step.job_id} kept moving; gave up after {_MAX_DECIDE_ATTEMPTS} attempts")
+        except InvalidInput as exc:
+            # The outcome holds a value PostgreSQL cannot store (a NUL character, say): the
+            # handler failed, and the job records that instead of retrying it forever.
+            error = ErrorInfo(code="HANDLER_ERROR", type="InvalidInput", message=exc.message)
+            failed = decide_step(
+                state, blueprint, HandlerOutcome(state=outcome.state, error=error), self._clock()
+            )
+            await self._store.commit(state, failed, meta={"instance": self._instance})
+            return
+        bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])

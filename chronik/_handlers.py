@@ -12,7 +12,7 @@ import traceback
 
 import msgspec
 
-from chronik.core.actions import Actions
+from chronik.core.actions import Actions, DispatchTask
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import HandlerOutcome, history_diff
 from chronik.core.errors import ChronikError
@@ -50,18 +50,22 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         error = ErrorInfo(code="HANDLER_ERROR", type=type(exc).__name__, message=str(exc) or repr(exc))
         return _failed(state, error, traceback.format_exc())
     updates, removed = history_diff(state.state_history, history)
+    action = actions.taken
     try:
         # A round trip through JSON makes the live state equal to what a reload from the log gives.
         updates = msgspec.json.decode(msgspec.json.encode(updates))
+        if isinstance(action, DispatchTask):
+            params = msgspec.json.decode(msgspec.json.encode(action.params))
+            action = msgspec.structs.replace(action, params=params)
     except (TypeError, msgspec.EncodeError) as exc:
         error = ErrorInfo(
             code="HANDLER_ERROR",
             type="TypeError",
-            message=f"the handler of state {state.current_state!r} put a value into state_history "
-            f"that is not JSON: {exc}",
+            message=f"the handler of state {state.current_state!r} gave a value that is not JSON "
+            f"(in state_history or task params): {exc}",
         )
         return _failed(state, error)
-    return HandlerOutcome(state=state.current_state, action=actions.taken, updates=updates, removed=removed)
+    return HandlerOutcome(state=state.current_state, action=action, updates=updates, removed=removed)
 
 
 def _failed(state: JobState, error: ErrorInfo, trace: str = "") -> HandlerOutcome:

@@ -12,7 +12,7 @@ from chronik.adapters.postgres import event_store, steps
 from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.decide import needs_step
-from chronik.core.events import AnyEvent
+from chronik.core.events import AnyEvent, TaskCompleted
 from chronik.core.evolve import fold
 from chronik.core.state import JobState, JobStatus
 from chronik.projections import jobs as jobs_projection
@@ -27,13 +27,18 @@ def step_change(before: JobState | None, after: JobState) -> StepChange:
     return "delete" if before is not None and needs_step(before) else "keep"
 
 
-def task_change(before: JobState | None, after: JobState) -> TaskChange:
-    """The job's task rows follow its task: queued while it waits, marked when cancelled, else gone."""
+def task_change(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChange:
+    """The job's task rows follow its task: queued while it waits, marked when cancelled, else gone.
+
+    A job cancelled by its worker's own answer (status ``cancelled``) has nobody left to tell:
+    its rows go at once.
+    """
     if after.task is None and (before is None or before.task is None):
         return "keep"
     if after.status == JobStatus.WAITING_FOR_WORKER and after.task is not None:
         return "queue"
-    return "cancel" if after.status == JobStatus.CANCELLED else "drop"
+    answered = any(isinstance(event, TaskCompleted) for event in events)
+    return "cancel" if after.status == JobStatus.CANCELLED and not answered else "drop"
 
 
 class JobStore:
@@ -88,7 +93,7 @@ class JobStore:
             meta=meta,
             job_row=jobs_projection.job_row(after),
             step=step_change(before, after),
-            task_change=task_change(before, after),
+            task_change=task_change(before, after, events),
             task=after.task,
         )
 
@@ -125,3 +130,8 @@ class JobStore:
         """Remove a stale step this instance holds."""
         async with self.pool.acquire() as conn:
             await steps.drop_claimed(conn, step, instance=instance)
+
+    async def renew_step_leases(self, job_ids: list[UUID], *, lease_seconds: float, instance: str) -> None:
+        """Extend the leases of steps this instance is still running."""
+        async with self.pool.acquire() as conn:
+            await steps.renew_leases(conn, job_ids, lease_seconds=lease_seconds, instance=instance)

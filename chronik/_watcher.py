@@ -1,7 +1,7 @@
 """The watcher: one per cluster, it ends attempts whose lease ran out or that ran too long.
 
 Each instance runs a watcher loop, but only the one holding the session-level
-advisory lock works; the others keep trying. If the holder dies, its
+advisory lock works; the others keep trying, on one long-lived connection each. If the holder dies, its
 connection closes, PostgreSQL releases the lock, and another instance takes
 over on its next try. Leases live on the task rows, so nothing here depends on
 a worker row that may be gone.
@@ -32,6 +32,7 @@ log = structlog.get_logger("chronik.watcher")
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('chronik.watcher'))"
 _BATCH = 100
+_MAX_BATCHES = 10  # per sweep: rows it cannot end now (a conflict) must not keep it busy
 
 
 class Watcher:
@@ -54,23 +55,23 @@ class Watcher:
         self._instance = instance
         self._clock = clock
         self._lock_conn: asyncpg.Connection | None = None
+        self._holding = False
 
     @property
     def active(self) -> bool:
         """Whether this instance holds the watcher lock."""
-        return self._lock_conn is not None and not self._lock_conn.is_closed()
+        return self._holding and self._lock_conn is not None and not self._lock_conn.is_closed()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Try for the lock and sweep while holding it, until ``stop``."""
         try:
             while not stop.is_set():
                 try:
-                    if not self.active:
-                        await self._try_lock()
-                    if self.active:
+                    if await self._hold_lock():
                         await self.sweep()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("watcher_error", error=str(exc))
+                except Exception as exc:
+                    # Never let the loop die: the next round takes the lock again or leaves it to another.
+                    log.warning("watcher_error", error=repr(exc))
                     await self._release()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._interval * random.uniform(0.8, 1.2))
@@ -78,21 +79,26 @@ class Watcher:
             await self._release()
 
     async def sweep(self) -> int:
-        """End every expired attempt; return how many were handled."""
+        """End every expired attempt; return how many were handled.
+
+        No rows are locked: each change appends at the version it read, so a result
+        settled meanwhile wins, and this attempt is simply no longer current.
+        """
         handled = 0
-        while True:
-            async with self._store.pool.acquire() as conn, conn.transaction():
-                # SKIP LOCKED: a result being settled holds its row; that attempt is not expired.
+        async with self._store.pool.acquire() as conn:
+            for _ in range(_MAX_BATCHES):
                 expired = await tasks.expired(conn, limit=_BATCH)
                 for task in expired:
                     await self._end(conn, task)
-            handled += len(expired)
-            if len(expired) < _BATCH:
-                return handled
+                handled += len(expired)
+                if len(expired) < _BATCH:
+                    break
+        return handled
 
     async def _end(self, conn: asyncpg.Connection, task: tasks.ExpiredTask) -> None:
         if task.status == "cancelled":
-            await tasks.delete(conn, task.task_id)  # its job was cancelled; the worker never answered
+            # Its job was cancelled; the worker did not answer within its lease (or never had it).
+            await tasks.delete(conn, task.task_id, attempt=task.attempt, status=task.status)
             return
         state = await self._store.load(task.job_id, conn=conn)
         events: tuple[AnyEvent, ...] = ()
@@ -108,26 +114,38 @@ class Watcher:
                 policy=self._policy,
                 rand=random.random(),
             )
-        if not events:
-            await tasks.delete(conn, task.task_id)  # a row its job no longer waits on
+        if state is None or not events:
+            # The job no longer waits on this attempt; remove the row if nobody changed it since.
+            await tasks.delete(conn, task.task_id, attempt=task.attempt, status=task.status)
             return
-        assert state is not None
         try:
-            await self._store.commit(state, events, meta={"instance": self._instance}, conn=conn)
+            await self._store.commit(
+                state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+            )
         except VersionConflict:
             log.info("watcher_conflict", job_id=str(task.job_id))  # next sweep sees the new state
             return
         log.info("task_lost", job_id=str(task.job_id), task_id=str(task.task_id), reason=task.reason)
 
-    async def _try_lock(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
-        if await conn.fetchval(_LOCK_SQL):
-            self._lock_conn = conn
+    async def _hold_lock(self) -> bool:
+        """Whether this instance holds the lock, after trying for it on one long-lived connection.
+
+        The check also proves the connection alive: if it is gone, PostgreSQL has
+        released the lock for another instance, so this one must stop sweeping.
+        """
+        if self._lock_conn is None or self._lock_conn.is_closed():
+            self._holding = False
+            self._lock_conn = await asyncpg.connect(self._dsn)
+        if self._holding:
+            await self._lock_conn.fetchval("SELECT 1")
+            return True
+        self._holding = bool(await self._lock_conn.fetchval(_LOCK_SQL))
+        if self._holding:
             log.info("watcher_active", instance=self._instance)
-        else:
-            await conn.close()
+        return self._holding
 
     async def _release(self) -> None:
+        self._holding = False
         if self._lock_conn is not None:
             with contextlib.suppress(Exception):
                 await self._lock_conn.close(timeout=2)

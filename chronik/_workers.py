@@ -22,10 +22,10 @@ import structlog
 
 from chronik.adapters.postgres import tasks, workers
 from chronik.adapters.postgres.listener import Signal
-from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.errors import InvalidInput, TaskNotFound, TaskNotHeld, VersionConflict, WorkerNotFound
 from chronik.core.events import ErrorInfo
 from chronik.core.retry import RetryPolicy
+from chronik.core.state import JobState
 from chronik.core.tasks import TaskResult, decide_task_result
 
 from ._store import JobStore
@@ -63,8 +63,8 @@ def parse_task_id(raw: str) -> tuple[UUID, int]:
         raise InvalidInput(
             f"task_id {raw!r} is not a task id of this orchestrator (<uuid>:<attempt>)"
         ) from None
-    if attempt < 1:
-        raise InvalidInput(f"task_id {raw!r} has no attempt number (<uuid>:<attempt>)")
+    if not 1 <= attempt < 2**31:
+        raise InvalidInput(f"task_id {raw!r} has no valid attempt number (<uuid>:<attempt>, attempt from 1)")
     return task_id, attempt
 
 
@@ -108,15 +108,19 @@ class WorkerService:
             await workers.register(conn, worker_id, task_types=task_types, capacity=capacity, info=info)
         log.info("worker_registered", worker_id=worker_id, task_types=task_types)
 
-    async def heartbeat(self, worker_id: str) -> list[str]:
+    async def heartbeat(self, worker_id: str, running: list[str] | None = None) -> list[str]:
         """Record that ``worker_id`` is alive and extend its leases; return the attempts it must stop.
 
-        A repeated or out-of-order heartbeat is as good as any other: it changes nothing more.
+        ``running`` is the worker's own list of the attempts it runs (``current_tasks``):
+        only those leases are extended, so the attempts of an earlier life of a worker
+        that restarted under the same id lapse. A repeated or out-of-order heartbeat
+        changes nothing more. Without the list, every lease it holds is extended.
         """
+        held = None if running is None else [parsed for raw in running if (parsed := _parse_or_none(raw))]
         async with self._store.pool.acquire() as conn:
             if not await workers.heartbeat(conn, worker_id):
                 raise WorkerNotFound(f"Worker not found: {worker_id!r} is not registered; register again")
-            await tasks.extend_leases(conn, worker_id, self._lease)
+            await tasks.extend_leases(conn, worker_id, self._lease, held)
             return [wire_task_id(t, a) for t, a in await tasks.cancelled_of_worker(conn, worker_id)]
 
     async def next_task(
@@ -187,47 +191,60 @@ class WorkerService:
     ) -> ResultAnswer:
         async with self._store.pool.acquire() as conn:
             held = await tasks.find(conn, task_id)
-            if held is None:
-                job_id = await tasks.find_dispatching_job(conn, task_id)
-                if job_id is None:
-                    raise TaskNotFound(f"no task has the id {task_id}")
-                if await self._was_held(conn, job_id, task_id, attempt, worker_id):
+            job_id = held.job_id if held is not None else await tasks.find_dispatching_job(conn, task_id)
+            if job_id is None:
+                raise TaskNotFound(f"no task has the id {task_id}")
+            if held is not None and (held.attempt, held.worker_id) == (attempt, worker_id):
+                if held.status == "cancelled":
+                    # The watcher removes the row when its lease runs out; repeats meet it until then.
                     return ResultAnswer(
-                        status="ignored", reason="duplicate", message="result already settled"
+                        status="ignored", reason="job_cancelled", message="the job was cancelled"
                     )
-                raise TaskNotHeld(f"task {task_id} attempt {attempt} was never held by worker {worker_id!r}")
-            current = held.attempt == attempt and held.worker_id == worker_id
-            if current and held.status == "cancelled":
-                await tasks.delete(conn, task_id)
-                return ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
-            if not current and not (
-                held.attempt > attempt
-                and await self._was_held(conn, held.job_id, task_id, attempt, worker_id)
-            ):
-                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
-            state = held.job
-            if state is None:
-                raise TaskNotFound(f"the job of task {task_id} does not exist")
-            result = TaskResult(
-                task_id=task_id,
-                attempt=attempt,
-                worker_id=worker_id,
-                status=status,
-                data=data,
-                error=error,
-                claimed_at=held.claimed_at if current else None,
-            )
-            events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
-            if events:
-                # One statement, outside any transaction: a conflict is retried by submit_result.
-                await self._store.commit(
-                    state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+                if held.status == "leased" and held.job is not None:
+                    await self._decide(conn, held.job, task_id, attempt, worker_id, status, data, error, held)
+                    return ResultAnswer(status="accepted")
+            answered, lost = await tasks.attempt_history(conn, job_id, task_id, attempt, worker_id)
+            if answered:
+                return ResultAnswer(
+                    status="ignored", reason="duplicate", message="this result was already taken"
                 )
-        if not current:
+            if not lost:
+                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
+            # A late result of an attempt this worker lost: recorded while the job lives, never applied.
+            state = await self._store.load(job_id, conn=conn)
+            if state is not None:
+                await self._decide(conn, state, task_id, attempt, worker_id, status, data, error, None)
             return ResultAnswer(
                 status="ignored", reason="stale_task", message="a later attempt superseded this one"
             )
-        return ResultAnswer(status="accepted")
+
+    async def _decide(
+        self,
+        conn: Any,
+        state: JobState,
+        task_id: UUID,
+        attempt: int,
+        worker_id: str,
+        status: str,
+        data: Any,
+        error: ErrorInfo | None,
+        held: tasks.HeldTask | None,
+    ) -> None:
+        result = TaskResult(
+            task_id=task_id,
+            attempt=attempt,
+            worker_id=worker_id,
+            status=status,
+            data=data,
+            error=error,
+            claimed_at=held.claimed_at if held is not None else None,
+        )
+        events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
+        if events:
+            # One statement, outside any transaction: a conflict is retried by submit_result.
+            await self._store.commit(
+                state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+            )
 
     async def report_progress(
         self, worker_id: str, raw_task_id: str, *, progress: float | None, message: str
@@ -236,15 +253,24 @@ class WorkerService:
         task_id, attempt = parse_task_id(raw_task_id)
         async with self._store.pool.acquire() as conn:
             status = await tasks.record_progress(
-                conn, task_id, worker_id, progress=progress, message=message, lease_seconds=self._lease
+                conn,
+                task_id,
+                attempt,
+                worker_id,
+                progress=progress,
+                message=message,
+                lease_seconds=self._lease,
             )
-            if status is None:
-                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
-            return [wire_task_id(task_id, attempt)] if status == "cancelled" else []
+        if status is None:
+            raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
+        return [wire_task_id(task_id, attempt)] if status == "cancelled" else []
 
-    async def _was_held(self, conn: Any, job_id: UUID, task_id: UUID, attempt: int, worker_id: str) -> bool:
-        found = await conn.fetchval(QUERIES["attempt_held_by"], job_id, str(task_id), attempt, worker_id)
-        return bool(found)
+
+def _parse_or_none(raw: str) -> tuple[UUID, int] | None:
+    try:
+        return parse_task_id(raw)
+    except InvalidInput:
+        return None  # an attempt of another orchestrator, or of nobody: not ours to extend
 
 
 def _payload(task: tasks.ClaimedTask) -> dict[str, Any]:

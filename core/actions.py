@@ -36,6 +36,15 @@ class DispatchTask(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch_task
 Action = TransitionTo | DispatchTask
 
 
+_INT32 = 2**31
+_MAX_RETRIES = 1000
+_MAX_SECONDS = 365 * 24 * 3600
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def describe_action(action: Action) -> str:
     """The action as the call that made it, for error messages."""
     match action:
@@ -96,12 +105,20 @@ class Actions:
             )
         if params is not None and not isinstance(params, dict):
             raise ActionError(f"actions.dispatch_task(): params must be a dict, got {type(params).__name__}")
-        if timeout_seconds is not None and timeout_seconds <= 0:
+        if timeout_seconds is not None and (
+            not isinstance(timeout_seconds, int | float) or not 0 < timeout_seconds <= _MAX_SECONDS
+        ):
             raise ActionError(
-                f"actions.dispatch_task(): timeout_seconds must be positive, got {timeout_seconds}"
+                f"actions.dispatch_task(): timeout_seconds must be positive seconds, at most {_MAX_SECONDS}, "
+                f"got {timeout_seconds!r}"
             )
-        if max_retries < 0:
-            raise ActionError(f"actions.dispatch_task(): max_retries must be 0 or more, got {max_retries}")
+        if not _is_int(max_retries) or not 0 <= max_retries <= _MAX_RETRIES:
+            raise ActionError(
+                f"actions.dispatch_task(): max_retries must be an int from 0 to {_MAX_RETRIES}, "
+                f"got {max_retries!r}"
+            )
+        if not _is_int(priority) or not -_INT32 <= priority < _INT32:
+            raise ActionError(f"actions.dispatch_task(): priority must be a 32-bit int, got {priority!r}")
         self._take(
             DispatchTask(
                 task_type=task_type,

@@ -14,6 +14,7 @@ from chronik.core.errors import VersionConflict
 from chronik.core.events import AnyEvent, encode_event_data
 from chronik.core.state import TaskState
 
+from .errors import refusing_bad_values
 from .queries import QUERIES
 
 __all__ = ["StepChange", "TaskChange", "commit"]
@@ -60,18 +61,19 @@ async def commit(
         )
     )
     try:
-        await conn.execute(
-            QUERIES["commit_job"],
-            job_id,
-            versions,
-            types,
-            data,
-            json.dumps(meta or {}),
-            *job_row[1:],
-            step,
-            task_change,
-            *task_args,
-        )
+        async with refusing_bad_values():
+            await conn.execute(
+                QUERIES["commit_job"],
+                job_id,
+                versions,
+                types,
+                data,
+                json.dumps(meta or {}),
+                *job_row[1:],
+                step,
+                task_change,
+                *task_args,
+            )
     except asyncpg.UniqueViolationError as exc:
         raise VersionConflict(
             f"job {job_id} moved past version {expected_version} while this change was decided"

@@ -11,7 +11,7 @@ from chronik.core.state import JobState
 
 from .queries import QUERIES
 
-__all__ = ["ClaimedStep", "claim", "drop_claimed", "retry"]
+__all__ = ["ClaimedStep", "claim", "drop_claimed", "renew_leases", "retry"]
 
 _state = msgspec.json.Decoder(JobState)
 
@@ -47,3 +47,10 @@ async def retry(conn: asyncpg.Connection, job_id: UUID, *, delay_seconds: float,
 async def drop_claimed(conn: asyncpg.Connection, step: ClaimedStep, *, instance: str) -> None:
     """Remove a step this instance holds whose job needs no handler run any more."""
     await conn.execute(QUERIES["drop_claimed_step"], step.job_id, instance, step.attempts)
+
+
+async def renew_leases(
+    conn: asyncpg.Connection, job_ids: list[UUID], *, lease_seconds: float, instance: str
+) -> None:
+    """Extend the leases of steps ``instance`` is still running."""
+    await conn.execute(QUERIES["renew_step_leases"], job_ids, lease_seconds, instance)

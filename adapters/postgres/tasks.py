@@ -11,12 +11,14 @@ import msgspec
 
 from chronik.core.state import JobState
 
+from .errors import refusing_bad_values
 from .queries import QUERIES
 
 __all__ = [
     "ClaimedTask",
     "ExpiredTask",
     "HeldTask",
+    "attempt_history",
     "cancelled_of_worker",
     "claim",
     "delete",
@@ -116,14 +118,18 @@ async def find_dispatching_job(conn: asyncpg.Connection, task_id: UUID) -> UUID 
     return None if job_id is None else UUID(str(job_id))
 
 
-async def delete(conn: asyncpg.Connection, task_id: UUID) -> None:
-    """Remove a task's queue row."""
-    await conn.execute(QUERIES["delete_task"], task_id)
+async def delete(conn: asyncpg.Connection, task_id: UUID, *, attempt: int, status: str) -> None:
+    """Remove a task's queue row if it still holds ``attempt`` with ``status``."""
+    await conn.execute(QUERIES["delete_task"], task_id, attempt, status)
 
 
-async def extend_leases(conn: asyncpg.Connection, worker_id: str, lease_seconds: float) -> None:
-    """Extend every lease ``worker_id`` holds."""
-    await conn.execute(QUERIES["extend_worker_leases"], worker_id, lease_seconds)
+async def extend_leases(
+    conn: asyncpg.Connection, worker_id: str, lease_seconds: float, running: list[tuple[UUID, int]] | None
+) -> None:
+    """Extend the leases of the attempts ``worker_id`` runs (all it holds when ``running`` is None)."""
+    task_ids = None if running is None else [task_id for task_id, _ in running]
+    attempts = None if running is None else [attempt for _, attempt in running]
+    await conn.execute(QUERIES["extend_worker_leases"], worker_id, lease_seconds, task_ids, attempts)
 
 
 async def cancelled_of_worker(conn: asyncpg.Connection, worker_id: str) -> list[tuple[UUID, int]]:
@@ -135,6 +141,7 @@ async def cancelled_of_worker(conn: asyncpg.Connection, worker_id: str) -> list[
 async def record_progress(
     conn: asyncpg.Connection,
     task_id: UUID,
+    attempt: int,
     worker_id: str,
     *,
     progress: float | None,
@@ -142,10 +149,19 @@ async def record_progress(
     lease_seconds: float,
 ) -> str | None:
     """Store progress of an attempt ``worker_id`` holds; its status, or ``None`` if it holds none."""
-    status: str | None = await conn.fetchval(
-        QUERIES["record_progress"], task_id, worker_id, progress, message, lease_seconds
-    )
+    async with refusing_bad_values():
+        status: str | None = await conn.fetchval(
+            QUERIES["record_progress"], task_id, worker_id, progress, message, lease_seconds, attempt
+        )
     return status
+
+
+async def attempt_history(
+    conn: asyncpg.Connection, job_id: UUID, task_id: UUID, attempt: int, worker_id: str
+) -> tuple[bool, bool]:
+    """Whether the log already took in a result of this worker's attempt, and whether it lost it."""
+    row = await conn.fetchrow(QUERIES["attempt_history"], job_id, str(task_id), attempt, worker_id)
+    return bool(row and row["answered"]), bool(row and row["lost"])
 
 
 async def expired(conn: asyncpg.Connection, *, limit: int) -> list[ExpiredTask]:

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from .errors import refusing_bad_values
 from .queries import QUERIES
 
 __all__ = ["heartbeat", "register"]
@@ -16,9 +17,10 @@ async def register(
     conn: asyncpg.Connection, worker_id: str, *, task_types: list[str], capacity: int, info: dict[str, Any]
 ) -> None:
     """Register or re-register a worker."""
-    await conn.execute(
-        QUERIES["register_worker"], worker_id, task_types, capacity, msgspec.json.encode(info).decode()
-    )
+    async with refusing_bad_values():
+        await conn.execute(
+            QUERIES["register_worker"], worker_id, task_types, capacity, msgspec.json.encode(info).decode()
+        )
 
 
 async def heartbeat(conn: asyncpg.Connection, worker_id: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, TypeVar
 
 import msgspec
@@ -61,8 +62,8 @@ async def heartbeat(
     worker_id: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> dict[str, Any]:
     """The worker is alive: extend its leases; ``cancel_task_ids`` lists the attempts it must stop."""
-    await _message(request, HeartbeatBody)
-    cancel = await state.engine.workers.heartbeat(worker_id)
+    body = await _message(request, HeartbeatBody)
+    cancel = await state.engine.workers.heartbeat(worker_id, body.current_tasks)
     return {"status": "ok", "cancel_task_ids": cancel}
 
 
@@ -117,8 +118,8 @@ async def events(request: Request[Any, Any, Any], state: State) -> dict[str, Any
     if body.event_type != "progress" or task_id is None:
         return {"status": "event_accepted"}
     progress = body.payload.get("progress")
-    if progress is not None and not isinstance(progress, int | float):
-        raise InvalidInput(f"payload.progress must be a number, got {progress!r}")
+    if progress is not None and (not isinstance(progress, int | float) or not math.isfinite(progress)):
+        raise InvalidInput(f"payload.progress must be a finite number, got {progress!r}")
     cancel = await state.engine.workers.report_progress(
         worker_id, task_id, progress=progress, message=str(body.payload.get("message", ""))
     )

@@ -18,7 +18,7 @@ CREATE TABLE tasks (
     lease_expires_at timestamptz,
     deadline_at      timestamptz,
     -- Progress is soft state of the running attempt, shown with the job; it is not history.
-    progress         real,
+    progress         double precision,
     progress_message text,
     progress_at      timestamptz
 );

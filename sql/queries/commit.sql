@@ -47,14 +47,16 @@ WITH appended AS (
         progress = NULL, progress_message = NULL, progress_at = NULL
     WHERE tasks.attempt <> excluded.attempt
     RETURNING 1
-), task_withdrawn AS (
-    DELETE FROM tasks
-    WHERE job_id = $1 AND ($15::text = 'drop' OR ($15::text = 'cancel' AND status = 'queued'))
+), task_dropped AS (
+    DELETE FROM tasks WHERE job_id = $1 AND $15::text = 'drop'
     RETURNING 1
 ), task_cancelled AS (
-    -- A held attempt of a cancelled job stays, marked, so that its worker is told to stop.
-    UPDATE tasks SET status = 'cancelled'
-    WHERE job_id = $1 AND $15::text = 'cancel' AND status = 'leased'
+    -- Every row of a cancelled job is marked, with no filter on its status: a claim racing this
+    -- statement may lease a queued row meanwhile, and the marking must still reach it. A held
+    -- attempt's worker is told on its next heartbeat; the watcher removes each marked row once
+    -- its lease (now, for a row never claimed) has run out.
+    UPDATE tasks SET status = 'cancelled', lease_expires_at = coalesce(lease_expires_at, now())
+    WHERE job_id = $1 AND $15::text = 'cancel'
     RETURNING 1
 )
 SELECT count(*) FROM appended;

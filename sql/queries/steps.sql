@@ -33,3 +33,9 @@ WHERE job_id = $1 AND leased_by = $3;
 -- $1 job_id uuid, $2 instance text, $3 attempts int
 DELETE FROM job_steps
 WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL;
+
+-- name: renew_step_leases
+-- Extend the leases of the steps whose handlers this instance is still running.
+-- $1 job_ids uuid[], $2 lease seconds float8, $3 instance text
+UPDATE job_steps SET leased_until = now() + make_interval(secs => $2)
+WHERE job_id = ANY($1::uuid[]) AND leased_by = $3 AND leased_until IS NOT NULL;

@@ -34,31 +34,37 @@ WHERE t.task_id = $1;
 SELECT job_id FROM events WHERE type = 'TaskDispatched' AND data->>'task_id' = $1 LIMIT 1;
 
 -- name: delete_task
--- Remove one queue row (a cancelled attempt whose worker answered).
--- $1 task_id
-DELETE FROM tasks WHERE task_id = $1;
+-- Remove one queue row, if it still holds the attempt and status the caller saw.
+-- $1 task_id, $2 attempt, $3 status
+DELETE FROM tasks WHERE task_id = $1 AND attempt = $2 AND status = $3;
 
 -- name: extend_worker_leases
--- A worker is alive: extend the leases of every attempt it holds.
--- $1 worker_id, $2 lease seconds
+-- A worker is alive: extend the leases of the attempts it says it runs ($3, as (task, attempt)
+-- pairs), or of every attempt it holds when it does not say ($3 is NULL). A worker restarted
+-- under the same id runs none of its old attempts, so their leases lapse.
+-- $1 worker_id, $2 lease seconds, $3 task ids uuid[] or NULL, $4 attempts int[]
 UPDATE tasks SET lease_expires_at = now() + make_interval(secs => $2)
-WHERE worker_id = $1 AND status = 'leased';
+WHERE worker_id = $1 AND status = 'leased'
+  AND ($3::uuid[] IS NULL
+       OR (task_id, attempt) IN (SELECT t, a FROM unnest($3::uuid[], $4::int[]) AS held(t, a)));
 
 -- name: cancelled_tasks_of_worker
 -- Attempts the worker holds whose jobs were cancelled: it should stop them.
 -- $1 worker_id
-SELECT task_id FROM tasks WHERE worker_id = $1 AND status = 'cancelled';
+SELECT task_id, attempt FROM tasks WHERE worker_id = $1 AND status = 'cancelled';
 
 -- name: record_progress
--- Progress of an attempt the worker holds; extends its lease. Returns the task's status.
--- $1 task_id, $2 worker_id, $3 progress, $4 message, $5 lease seconds
+-- Progress of an attempt the worker holds; extends that attempt's lease. Returns its status.
+-- $1 task_id, $2 worker_id, $3 progress, $4 message, $5 lease seconds, $6 attempt
 UPDATE tasks SET progress = $3, progress_message = $4, progress_at = now(),
-                 lease_expires_at = now() + make_interval(secs => $5)
-WHERE task_id = $1 AND worker_id = $2 AND status IN ('leased', 'cancelled')
+                 lease_expires_at = CASE WHEN status = 'leased' THEN now() + make_interval(secs => $5)
+                                         ELSE lease_expires_at END
+WHERE task_id = $1 AND worker_id = $2 AND attempt = $6 AND status IN ('leased', 'cancelled')
 RETURNING status;
 
 -- name: expired_tasks
--- Held attempts whose lease ran out or that ran past their deadline, locked for the watcher.
+-- Held attempts whose lease ran out or that ran past their deadline. Not locked: the watcher
+-- appends at the version it read, so a result settled meanwhile makes it skip the attempt.
 -- $1 limit
 SELECT task_id, job_id, attempt, status, worker_id, claimed_at,
        CASE WHEN deadline_at IS NOT NULL AND deadline_at < now() AND status = 'leased'
@@ -67,14 +73,14 @@ FROM tasks
 WHERE status <> 'queued'
   AND (lease_expires_at < now() OR (deadline_at IS NOT NULL AND deadline_at < now()))
 ORDER BY lease_expires_at
-LIMIT $1
-FOR UPDATE SKIP LOCKED;
+LIMIT $1;
 
--- name: attempt_held_by
--- Whether the log shows that worker $4 held attempt $3 of task $2 (it settled or lost it).
+-- name: attempt_history
+-- What the log says of worker $4 and attempt $3 of task $2: whether a result of it was already
+-- taken in (a repeat is then a duplicate), and whether the worker lost it (a result is then late).
 -- $1 job_id, $2 task_id text, $3 attempt int, $4 worker_id text
-SELECT EXISTS (
-    SELECT 1 FROM events
-    WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
-      AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4
-);
+SELECT bool_or(type IN ('TaskCompleted', 'TaskFailed', 'TaskResultIgnored')) AS answered,
+       bool_or(type = 'TaskLost') AS lost
+FROM events
+WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
+  AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4;

@@ -200,3 +200,31 @@ async def test_a_job_created_before_start_runs_after_start(make_engine: Any) -> 
     await creator.stop()
     runner = await make_engine(pipeline())
     assert (await ended(runner, job.job_id)).status == JobStatus.FINISHED
+
+
+async def test_a_long_handler_keeps_its_step_and_its_outcome_is_applied_once(make_engine: Any) -> None:
+    # Two instances, a one-second step lease and a handler that runs for two and a half:
+    # lease renewal keeps the step with the instance running it, so the handler runs once
+    # per step and the self-loop below is recorded once, not twice.
+    runs: list[int] = []
+    bp = Blueprint("slowloop")
+
+    @bp.handler_for("a", is_start=True)
+    async def a(state_history: dict[str, Any], actions: Any) -> None:
+        runs.append(state_history.get("n", 0))
+        if state_history.get("n"):
+            actions.transition_to("end")
+            return
+        await asyncio.sleep(2.5)
+        state_history["n"] = 1
+        actions.transition_to("a")
+
+    @bp.handler_for("end", is_end=True)
+    async def end() -> None: ...
+
+    first = await make_engine(bp, step_lease_seconds=1.0, instance_id="one")
+    await make_engine(bp, step_lease_seconds=1.0, instance_id="two")
+    job = await first.create_job("slowloop")
+    assert (await ended(first, job.job_id)).status == JobStatus.FINISHED
+    assert runs == [0, 1]
+    assert await types_of(first, job.job_id) == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]

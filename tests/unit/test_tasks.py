@@ -222,6 +222,10 @@ def test_dispatch_arguments_are_checked() -> None:
         actions.dispatch_task("t", [1], transitions={"success": "x"})  # type: ignore[arg-type]
     with pytest.raises(ActionError, match="timeout_seconds must be positive"):
         actions.dispatch_task("t", transitions={"success": "x"}, timeout_seconds=0)
+    with pytest.raises(ActionError, match="max_retries must be an int"):
+        actions.dispatch_task("t", transitions={"success": "x"}, max_retries=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ActionError, match="priority must be a 32-bit int"):
+        actions.dispatch_task("t", transitions={"success": "x"}, priority=2**40)
 
 
 def test_dispatch_targets_are_validated_statically() -> None:
