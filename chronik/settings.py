@@ -11,7 +11,30 @@ import msgspec
 
 from chronik.core.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["ENVIRONMENT", "Settings"]
+
+ENVIRONMENT: dict[str, str] = {
+    "DATABASE_URL": "the PostgreSQL to use; unset: the embedded one",
+    "CHRONIK_DATA_DIR": "where the embedded PostgreSQL keeps its data",
+    "CLIENT_TOKEN": "the token clients send as X-Client-Token",
+    "EXECUTOR_MAX_CONCURRENT_JOBS": "handlers running at once per instance",
+    "POLL_INTERVAL_SECONDS": "the safety-net poll for missed notifications",
+    "STEP_LEASE_SECONDS": "how long a claimed step is an instance's",
+    "DB_POOL_MAX_SIZE": "database connections per instance",
+    "INSTANCE_ID": "this instance's name in logs and event metadata",
+    "GLOBAL_WORKER_TOKEN": "the token any worker may send as X-Worker-Token",
+    "WORKERS_CONFIG_PATH": "a workers.toml of per-worker tokens",
+    "TASK_LEASE_SECONDS": "how long a worker holds a task without a heartbeat",
+    "WATCHER_INTERVAL_SECONDS": "how often the watcher looks for expired leases",
+    "TASK_RETRY_BASE_SECONDS": "the first retry's backoff",
+    "TASK_RETRY_MAX_SECONDS": "the longest backoff",
+    "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
+    "LOG_LEVEL": "the command line's log level",
+    "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
+    "WORKER_TOKEN": "(workers) the token a worker sends",
+    "WORKER_ID": "(workers) the worker's id",
+}
+"""Every environment variable chronik reads, with what it is for; docs/operations.md has the defaults."""
 
 N = TypeVar("N", int, float)
 
