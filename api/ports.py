@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -23,7 +24,13 @@ class Orchestrator(Protocol):
 
     async def get_job(self, job_id: UUID) -> JobState: ...
 
-    async def job_history(self, job_id: UUID) -> list[RecordedEvent]: ...
+    async def job_history(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    async def job_as_of(
+        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+    ) -> JobState: ...
 
     async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState: ...
 

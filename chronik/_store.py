@@ -109,10 +109,12 @@ class JobStore:
         async with self.pool.acquire() as conn:
             return await jobs_projection.load_with_progress(conn, job_id)
 
-    async def history(self, job_id: UUID) -> list[RecordedEvent]:
-        """Every event of the job, in order."""
+    async def history(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The job's events in order, all or a page after ``after_version``."""
         async with self.pool.acquire() as conn:
-            return await event_store.read_stream(conn, job_id)
+            return await event_store.read_stream(conn, job_id, after_version=after_version, limit=limit)
 
     async def claim_steps(
         self, *, limit: int, lease_seconds: float, instance: str

@@ -20,6 +20,7 @@ import msgspec
 
 from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.errors import ChronikError
+from chronik.core.evolve import replay
 
 from ._logging import configure_logging
 from .engine import Engine
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     history = jobs.add_parser("history", help="print a job's events")
     history.add_argument("job_id", help="the job's id")
     history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    replay = jobs.add_parser(
+        "replay", help="print the job's state after each of its events (the fold, step by step)"
+    )
+    replay.add_argument("job_id", help="the job's id")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -165,6 +171,19 @@ async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
     if args.jobs_command == "get":
         view = JobView.of(await engine.get_job(job_id))
         print(json.dumps(msgspec.to_builtins(view), indent=2))
+        return
+    if args.jobs_command == "replay":
+        recorded = await engine.job_history(job_id)
+        states = replay([r.event for r in recorded])
+        if args.json:
+            steps = [{"version": r.version, "type": r.type, "state": msgspec.to_builtins(JobView.of(s))}
+                     for r, s in zip(recorded, states, strict=True)]  # fmt: skip
+            print(json.dumps(steps, indent=2))
+            return
+        print(f"{'VERSION':>7}  {'EVENT':<18}  {'STATUS':<18}  {'STATE':<16}  STATE_HISTORY")
+        for r, s in zip(recorded, states, strict=True):
+            history = json.dumps(s.state_history, separators=(",", ":"), sort_keys=True)
+            print(f"{r.version:>7}  {r.type:<18}  {s.status:<18}  {s.current_state:<16}  {history}")
         return
     entries = [HistoryEntry.of(e) for e in await engine.job_history(job_id)]
     if args.json:

@@ -34,8 +34,9 @@ from chronik.adapters.postgres.migrate import migrate
 from chronik.adapters.postgres.pool import create_pool
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_cancel, decide_create
-from chronik.core.errors import BlueprintError, BlueprintNotFound, JobNotFound, VersionConflict
+from chronik.core.errors import BlueprintError, BlueprintNotFound, InvalidInput, JobNotFound, VersionConflict
 from chronik.core.events import AnyEvent
+from chronik.core.evolve import fold
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
@@ -247,12 +248,36 @@ class Engine:
             raise JobNotFound(f"no job has the id {job_id}")
         return state
 
-    async def job_history(self, job_id: UUID) -> list[RecordedEvent]:
-        """Every event of the job, in order; ``JobNotFound`` for an unknown id."""
-        events = await self.store.history(job_id)
-        if not events:
+    async def job_history(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
+        events = await self.store.history(job_id, after_version=after_version, limit=limit)
+        if not events and (after_version == 0 or await self.store.load(job_id) is None):
             raise JobNotFound(f"no job has the id {job_id}")
         return events
+
+    async def job_as_of(
+        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+    ) -> JobState:
+        """The job as the fold of its first ``version`` events, or of those recorded by ``at``.
+
+        The same fold as the live state, over a prefix of the log: time travel for audits.
+        """
+        events = await self.job_history(job_id)
+        if version is not None:
+            if version < 1 or version > len(events):
+                raise InvalidInput(
+                    f"as_of_version must be from 1 to {len(events)} for job {job_id}, got {version}"
+                )
+            events = events[:version]
+        if at is not None:
+            events = [recorded for recorded in events if recorded.recorded_at <= at]
+            if not events:
+                raise JobNotFound(f"job {job_id} did not exist yet at {at.isoformat()}")
+        state = fold(recorded.event for recorded in events)
+        assert state is not None
+        return state
 
     async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
         """Cancel a job that has not ended; ``JobNotCancellable`` when it has.

@@ -32,7 +32,7 @@ from .events import (
 )
 from .state import JobState, JobStatus, TaskState
 
-__all__ = ["EventOutOfOrder", "evolve", "fold"]
+__all__ = ["EventOutOfOrder", "evolve", "fold", "replay"]
 
 
 class EventOutOfOrder(ValueError):
@@ -159,6 +159,16 @@ def fold(events: Iterable[AnyEvent], state: JobState | None = None) -> JobState 
     for event in events:
         state = evolve(state, event)
     return state
+
+
+def replay(events: Iterable[AnyEvent]) -> list[JobState]:
+    """The state after each event, in order: the audit trail as states."""
+    states: list[JobState] = []
+    state: JobState | None = None
+    for event in events:
+        state = evolve(state, event)
+        states.append(state)
+    return states
 
 
 def _task(state: JobState) -> TaskState:

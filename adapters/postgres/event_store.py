@@ -30,9 +30,11 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     recorded_at: datetime
 
 
-async def read_stream(conn: asyncpg.Connection, job_id: UUID) -> list[RecordedEvent]:
-    """Every event of one job, in order."""
-    rows = await conn.fetch(QUERIES["read_stream"], job_id)
+async def read_stream(
+    conn: asyncpg.Connection, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+) -> list[RecordedEvent]:
+    """One job's events in order: all of them, or a page after ``after_version``."""
+    rows = await conn.fetch(QUERIES["read_stream"], job_id, after_version, limit)
     return [_recorded(row) for row in rows]
 
 

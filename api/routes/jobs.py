@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from litestar import Router, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from chronik.core.errors import InvalidInput
@@ -50,16 +51,33 @@ async def create_job(
 
 
 @get("/jobs/{job_id:str}", summary="Get a job's current state")
-async def get_job(job_id: FromPath[str], state: State) -> JobView:
-    """The job's current state: status, current state, data and timestamps."""
-    job, progress = await _engine(state).get_job_with_progress(_job_id(job_id))
-    return JobView.of(job, progress=progress)
+async def get_job(
+    job_id: FromPath[str],
+    state: State,
+    as_of_version: FromQuery[int | None] = None,
+    as_of: FromQuery[datetime | None] = None,
+) -> JobView:
+    """The job's current state, or with ``as_of_version``/``as_of`` the state it had then (from its log)."""
+    engine = _engine(state)
+    if as_of_version is None and as_of is None:
+        job, progress = await engine.get_job_with_progress(_job_id(job_id))
+        return JobView.of(job, progress=progress)
+    if as_of is not None and as_of.tzinfo is None:
+        raise InvalidInput("as_of needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    return JobView.of(await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of))
 
 
 @get("/jobs/{job_id:str}/history", summary="Get a job's events")
-async def get_history(job_id: FromPath[str], state: State) -> list[HistoryEntry]:
-    """Every event of the job, oldest first."""
-    events = await _engine(state).job_history(_job_id(job_id))
+async def get_history(
+    job_id: FromPath[str],
+    state: State,
+    after_version: FromQuery[int] = 0,
+    limit: FromQuery[int | None] = None,
+) -> list[HistoryEntry]:
+    """The job's events, oldest first; page with ``after_version`` (the last version seen) and ``limit``."""
+    if not 0 <= after_version < 2**31 or (limit is not None and not 1 <= limit <= 10_000):
+        raise InvalidInput("after_version must be a version (0 or more) and limit from 1 to 10000")
+    events = await _engine(state).job_history(_job_id(job_id), after_version=after_version, limit=limit)
     return [HistoryEntry.of(recorded) for recorded in events]
 
 

@@ -108,6 +108,10 @@ def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> No
     assert [line.split()[2] for line in table.stdout.splitlines()[1:]] == [
         "JobCreated", "TaskDispatched", "TaskCompleted", "StateEntered", "JobFinished",
     ]  # fmt: skip
+    replayed = chronik("jobs", "replay", job_id, env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    statuses = [line.split()[2] for line in replayed.stdout.splitlines()[1:]]
+    assert statuses == ["running", "waiting_for_worker", "running", "running", "finished"]
 
 
 @pytest.mark.parametrize(

@@ -137,3 +137,40 @@ async def test_openapi_docs_are_public(client: AsyncTestClient[Any]) -> None:
 def test_app_refuses_to_start_without_a_client_token() -> None:
     with pytest.raises(ConfigError, match="CLIENT_TOKEN"):
         create_app(object(), client_token=None)  # type: ignore[arg-type]
+
+
+async def test_time_travel_and_history_pages(client: AsyncTestClient[Any]) -> None:
+    job_id = (
+        await client.post("/api/v1/jobs/review", json={"initial_data": {"amount": 3}}, headers=TOKEN)
+    ).json()["job_id"]
+
+    async def ended() -> Any:
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()
+        return job if job["status"] == "finished" else None
+
+    final = await wait_for(ended)
+    history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=TOKEN)).json()
+    # Every version's state is the fold of that prefix of the log.
+    seen = []
+    for entry in history:
+        then = await client.get(f"/api/v1/jobs/{job_id}?as_of_version={entry['version']}", headers=TOKEN)
+        assert then.status_code == 200, then.text
+        seen.append((then.json()["version"], then.json()["status"], then.json()["current_state"]))
+    assert seen == [(1, "running", "check"), (2, "running", "approved"), (3, "finished", "approved")]
+    last = (await client.get(f"/api/v1/jobs/{job_id}?as_of_version=3", headers=TOKEN)).json()
+    assert last == {**final, "progress": None}
+    at = history[1]["recorded_at"]
+    as_of = (await client.get(f"/api/v1/jobs/{job_id}", params={"as_of": at}, headers=TOKEN)).json()
+    assert as_of["version"] == 2
+    too_far = await client.get(f"/api/v1/jobs/{job_id}?as_of_version=9", headers=TOKEN)
+    assert too_far.status_code == 400 and "from 1 to 3" in too_far.json()["error"]["message"]
+    before = await client.get(
+        f"/api/v1/jobs/{job_id}", params={"as_of": "2000-01-01T00:00:00Z"}, headers=TOKEN
+    )
+    assert before.status_code == 404
+
+    page = (await client.get(f"/api/v1/jobs/{job_id}/history?after_version=1&limit=1", headers=TOKEN)).json()
+    assert [e["version"] for e in page] == [2]
+    assert (await client.get(f"/api/v1/jobs/{job_id}/history?after_version=3", headers=TOKEN)).json() == []
+    bad = await client.get(f"/api/v1/jobs/{job_id}/history?limit=0", headers=TOKEN)
+    assert bad.status_code == 400

@@ -16,7 +16,7 @@ from chronik.core.events import (
     JobFinished,
     StateEntered,
 )
-from chronik.core.evolve import EventOutOfOrder, evolve, fold
+from chronik.core.evolve import EventOutOfOrder, evolve, fold, replay
 from chronik.core.state import JobState, JobStatus, result_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -103,3 +103,18 @@ def test_fold_does_not_mutate_earlier_states() -> None:
 def test_result_is_none_until_the_job_ends() -> None:
     state = fold([created(), StateEntered(at=at(1), state="a", from_state="start", updates={"a": 1})])
     assert state is not None and result_of(state) is None
+
+
+def test_replay_gives_the_state_after_each_event() -> None:
+    events = [
+        created(),
+        StateEntered(at=at(1), state="a", from_state="start", updates={"x": 1}),
+        JobFinished(at=at(2), state="a"),
+    ]
+    states = replay(events)
+    assert [(s.version, s.status, s.current_state) for s in states] == [
+        (1, JobStatus.RUNNING, "start"),
+        (2, JobStatus.RUNNING, "a"),
+        (3, JobStatus.FINISHED, "a"),
+    ]
+    assert states[-1] == fold(events)
