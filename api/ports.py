@@ -9,6 +9,7 @@ from uuid import UUID
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.blueprint import Blueprint
 from chronik.core.state import JobState
+from chronik.projections.jobs import JobFilter
 
 __all__ = ["Orchestrator"]
 
@@ -27,6 +28,10 @@ class Orchestrator(Protocol):
     async def job_history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]: ...
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+    ) -> tuple[list[JobState], tuple[datetime, UUID] | None]: ...
 
     async def job_as_of(
         self, job_id: UUID, *, version: int | None = None, at: datetime | None = None

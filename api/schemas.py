@@ -20,6 +20,7 @@ __all__ = [
     "ErrorDetail",
     "HistoryEntry",
     "JobAccepted",
+    "JobPage",
     "JobView",
     "RetryAccepted",
     "Status",
@@ -120,6 +121,13 @@ class JobView(msgspec.Struct, kw_only=True):
             task=task_view,
             progress=progress,
         )
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    """A page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    jobs: list[JobView]
+    next_cursor: str | None = None
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):

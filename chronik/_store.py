@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -108,6 +109,13 @@ class JobStore:
         """The job's current state and its worker's last progress report, in one query."""
         async with self.pool.acquire() as conn:
             return await jobs_projection.load_with_progress(conn, job_id)
+
+    async def list_jobs(
+        self, where: jobs_projection.JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+    ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
+        """A page of jobs, newest first, and the cursor of the next page."""
+        async with self.pool.acquire() as conn:
+            return await jobs_projection.list_states(conn, where, limit=limit, after=after)
 
     async def history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None

@@ -40,6 +40,7 @@ from chronik.core.evolve import fold
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
+from chronik.projections.jobs import JobFilter
 
 from ._executor import StepExecutor
 from ._store import JobStore
@@ -256,6 +257,12 @@ class Engine:
         if not events and (after_version == 0 or await self.store.load(job_id) is None):
             raise JobNotFound(f"no job has the id {job_id}")
         return events
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+    ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
+        """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""
+        return await self.store.list_jobs(where, limit=limit, after=after)
 
     async def job_as_of(
         self, job_id: UUID, *, version: int | None = None, at: datetime | None = None

@@ -6,6 +6,7 @@ the same function serves the live write and a check against a fresh fold.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +18,7 @@ from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.evolve import fold
 from chronik.core.state import JobState
 
-__all__ = ["job_row", "load_state", "load_with_progress", "refold_differences"]
+__all__ = ["JobFilter", "job_row", "list_states", "load_state", "load_with_progress", "refold_differences"]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JobState)
@@ -63,6 +64,37 @@ async def load_with_progress(
             "worker_id": row["worker_id"],
         }
     return _decoder.decode(row["state"]), progress
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which jobs to list; every field is optional."""
+
+    blueprint: str | None = None
+    status: str | None = None
+    state: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def list_states(
+    conn: asyncpg.Connection, where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
+    """A page of jobs, newest first, and the keyset of the last one (``None`` on the last page)."""
+    rows = await conn.fetch(
+        QUERIES["list_jobs"],
+        where.blueprint,
+        where.status,
+        where.state,
+        where.created_after,
+        where.created_before,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
+    page = rows[:limit]
+    more = len(rows) > limit
+    last = (page[-1]["created_at"], UUID(str(page[-1]["job_id"]))) if more and page else None
+    return [_decoder.decode(row["state"]) for row in page], last
 
 
 async def refold_differences(conn: asyncpg.Connection, job_id: UUID) -> dict[str, tuple[Any, Any]]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from litestar import Router, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from chronik.core.errors import InvalidInput
+from chronik.projections.jobs import JobFilter
 
 from ..ports import Orchestrator
 from ..schemas import (
@@ -19,6 +22,7 @@ from ..schemas import (
     CreateJobRequest,
     HistoryEntry,
     JobAccepted,
+    JobPage,
     JobView,
     RetryAccepted,
 )
@@ -48,6 +52,50 @@ async def create_job(
     blueprint = engine.blueprint_for_endpoint(api_endpoint)
     job = await engine.create_job(blueprint, data.initial_data, actor="client")
     return JobAccepted(job_id=job.job_id)
+
+
+@get("/jobs", summary="List jobs")
+async def list_jobs(
+    state: State,
+    blueprint: FromQuery[str | None] = None,
+    status: FromQuery[str | None] = None,
+    current_state: Annotated[str | None, QueryParameter(name="state")] = None,
+    created_after: FromQuery[datetime | None] = None,
+    created_before: FromQuery[datetime | None] = None,
+    limit: FromQuery[int] = 50,
+    cursor: FromQuery[str | None] = None,
+) -> JobPage:
+    """Jobs newest first, filtered by blueprint, status, state and creation time; keyset pages."""
+    if not 1 <= limit <= 500:
+        raise InvalidInput(f"limit must be from 1 to 500, got {limit}")
+    for name, moment in (("created_after", created_after), ("created_before", created_before)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    where = JobFilter(
+        blueprint=blueprint,
+        status=status,
+        state=current_state,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    jobs, last = await _engine(state).list_jobs(where, limit=limit, after=_decode_cursor(cursor))
+    return JobPage(jobs=[JobView.of(job) for job in jobs], next_cursor=_encode_cursor(last))
+
+
+def _encode_cursor(last: tuple[datetime, UUID] | None) -> str | None:
+    if last is None:
+        return None
+    return base64.urlsafe_b64encode(f"{last[0].isoformat()}|{last[1]}".encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        moment, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(moment), UUID(job_id)
+    except ValueError:
+        raise InvalidInput("cursor is not one this API gave; start again without it") from None
 
 
 @get("/jobs/{job_id:str}", summary="Get a job's current state")
@@ -102,7 +150,7 @@ def job_routes(guards: list[object]) -> Router:
     """The client routes, behind ``guards``."""
     return Router(
         path="/api/v1",
-        route_handlers=[create_job, get_job, get_history, cancel_job, retry_job, reload_workers],
+        route_handlers=[list_jobs, create_job, get_job, get_history, cancel_job, retry_job, reload_workers],
         guards=guards,  # type: ignore[arg-type]
         tags=["jobs"],
     )

@@ -27,3 +27,19 @@ LEFT JOIN LATERAL (
     ORDER BY progress_at DESC LIMIT 1
 ) AS p ON true
 WHERE j.job_id = $1;
+
+-- name: list_jobs
+-- A page of jobs, newest first, after the keyset cursor ($6, $7); every filter is optional (NULL).
+-- The ORDER BY matches jobs_created_idx, read backwards, so a page costs the same at any depth.
+-- $1 blueprint, $2 status, $3 current_state, $4 created_after, $5 created_before,
+-- $6 cursor created_at, $7 cursor job_id, $8 limit
+SELECT state::text AS state, created_at, job_id
+FROM jobs
+WHERE ($1::text IS NULL OR blueprint = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR current_state = $3)
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+  AND ($6::timestamptz IS NULL OR (created_at, job_id) < ($6, $7::uuid))
+ORDER BY created_at DESC, job_id DESC
+LIMIT $8;
