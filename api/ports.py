@@ -20,7 +20,12 @@ class Orchestrator(Protocol):
     def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
 
     async def create_job(
-        self, blueprint: str | Blueprint, initial_data: dict[str, Any] | None = None, *, actor: str = ""
+        self,
+        blueprint: str | Blueprint,
+        initial_data: dict[str, Any] | None = None,
+        *,
+        actor: str = "",
+        idempotency_key: str | None = None,
     ) -> JobState: ...
 
     async def get_job(self, job_id: UUID) -> JobState: ...

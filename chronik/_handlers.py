@@ -39,6 +39,7 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         initial_data=copy.deepcopy(state.initial_data),
         state_history=history,
         actions=actions,
+        data_stores=blueprint.data_stores,
     )
     try:
         result = spec.handler(**build_arguments(spec.parameters, context))

@@ -12,6 +12,7 @@ import asyncpg
 from chronik.adapters.postgres import event_store, steps
 from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.decide import needs_step
 from chronik.core.events import AnyEvent, TaskCompleted
 from chronik.core.evolve import fold
@@ -97,6 +98,29 @@ class JobStore:
             task_change=task_change(before, after, events),
             task=after.task,
         )
+
+    async def create(
+        self, events: Sequence[AnyEvent], *, meta: dict[str, Any], client: str, idempotency_key: str | None
+    ) -> tuple[JobState, bool]:
+        """Commit a new job's events; with a key, the job a fresh use of the key created instead.
+
+        Returns the job and whether it was created now. Taking the key and creating the
+        job are one transaction, so a key never names a job that does not exist.
+        """
+        if idempotency_key is None:
+            return await self.commit(None, events, meta=meta), True
+        async with self.pool.acquire() as conn, conn.transaction():
+            created = fold(events)
+            assert created is not None
+            taken = await conn.fetchval(
+                QUERIES["claim_idempotency_key"], client, idempotency_key, created.job_id
+            )
+            if taken is None:
+                existing = await conn.fetchval(QUERIES["idempotency_key_job"], client, idempotency_key)
+                state = await jobs_projection.load_state(conn, existing)
+                assert state is not None
+                return state, False
+            return await self.commit(None, events, meta=meta, conn=conn, savepoint=False), True
 
     async def load(self, job_id: UUID, *, conn: asyncpg.Connection | None = None) -> JobState | None:
         """The job's current state, or ``None`` for an unknown job."""

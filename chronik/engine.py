@@ -232,15 +232,27 @@ class Engine:
     # -- commands and queries -----------------------------------------------------
 
     async def create_job(
-        self, blueprint: str | Blueprint, initial_data: dict[str, Any] | None = None, *, actor: str = ""
+        self,
+        blueprint: str | Blueprint,
+        initial_data: dict[str, Any] | None = None,
+        *,
+        actor: str = "",
+        idempotency_key: str | None = None,
     ) -> JobState:
-        """Create a job of ``blueprint`` (a name or the object) and queue its first step."""
+        """Create a job of ``blueprint`` (a name or the object) and queue its first step.
+
+        With ``idempotency_key``, the same actor and key within 24 hours return the
+        job the first call created, and create nothing.
+        """
         name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
         found = self.blueprints.get(name)
         if found is None:
             raise BlueprintNotFound(f"no blueprint named {name!r} is registered")
         events = decide_create(uuid4(), found, dict(initial_data or {}), _now())
-        return await self.store.commit(None, events, meta=self._meta(actor))
+        job, _created = await self.store.create(
+            events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key
+        )
+        return job
 
     async def get_job(self, job_id: UUID) -> JobState:
         """The job's current state; ``JobNotFound`` for an unknown id."""

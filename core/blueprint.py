@@ -25,6 +25,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from .errors import BlueprintError
@@ -71,13 +72,31 @@ def normalize_endpoint(endpoint: str, *, blueprint: str) -> str:
 class Blueprint:
     """A named state machine whose handlers drive jobs from a start state to an end state."""
 
-    def __init__(self, name: str, api_endpoint: str | None = None, *, description: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        api_endpoint: str | None = None,
+        *,
+        description: str = "",
+        data_stores: dict[str, Any] | None = None,
+    ) -> None:
+        """A blueprint named ``name``, creating jobs at ``POST /api/v1/jobs/{api_endpoint}``.
+
+        ``data_stores`` are objects its handlers share (a cache, a client), injected as
+        ``data_stores`` (``data_stores.cache``). They live in the process, not in the
+        log: whatever a handler derives from them and wants kept goes into state_history.
+        """
         if not isinstance(name, str) or not name.strip():
             raise BlueprintError(f"a blueprint needs a non-empty name, got {name!r}")
         self.name = name
         self.api_endpoint = normalize_endpoint(api_endpoint or name, blueprint=name)
         self.description = description
         self.states: dict[str, StateSpec] = {}
+        stores = dict(data_stores or {})
+        bad = [key for key in stores if not (isinstance(key, str) and key.isidentifier())]
+        if bad:
+            raise BlueprintError(f"blueprint {name!r}: data store names must be identifiers, got {bad!r}")
+        self.data_stores = SimpleNamespace(**stores)
 
     def __repr__(self) -> str:
         return f"Blueprint({self.name!r}, api_endpoint={self.api_endpoint!r}, states={list(self.states)})"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +27,15 @@ __all__ = [
     "plan_arguments",
 ]
 
-BUILTIN_ARGUMENTS = ("job_id", "initial_data", "state_history", "actions", "context", "current_state")
+BUILTIN_ARGUMENTS = (
+    "job_id",
+    "initial_data",
+    "state_history",
+    "actions",
+    "context",
+    "current_state",
+    "data_stores",
+)
 
 
 class MissingArgument(ActionError):
@@ -53,6 +62,8 @@ class JobContext:
     initial_data: dict[str, Any]
     state_history: dict[str, Any]
     actions: Actions
+    data_stores: SimpleNamespace = field(default_factory=SimpleNamespace)
+    """The blueprint's data stores by name (``data_stores.cache``), shared by all its jobs."""
 
 
 def plan_arguments(func: Callable[..., Any], *, where: str) -> tuple[Parameter, ...]:
@@ -81,6 +92,7 @@ def build_arguments(params: tuple[Parameter, ...], context: JobContext) -> dict[
         "actions": context.actions,
         "context": context,
         "current_state": context.current_state,
+        "data_stores": context.data_stores,
     }
     kwargs: dict[str, Any] = {}
     for param in params:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from litestar import Router, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from chronik.core.errors import InvalidInput
@@ -45,12 +45,22 @@ def _job_id(raw: str) -> UUID:
 
 @post("/jobs/{api_endpoint:str}", status_code=HTTP_202_ACCEPTED, summary="Create a job")
 async def create_job(
-    api_endpoint: FromPath[str], data: JSONBody[CreateJobRequest], state: State
+    api_endpoint: FromPath[str],
+    data: JSONBody[CreateJobRequest],
+    state: State,
+    idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> JobAccepted:
-    """Create a job of the blueprint served at ``api_endpoint``; its first step is queued at once."""
+    """Create a job of the blueprint served at ``api_endpoint``; its first step is queued at once.
+
+    With an ``Idempotency-Key`` header, the same key within 24 hours answers with the first job.
+    """
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise InvalidInput("the Idempotency-Key header must have 1 to 255 characters")
     engine = _engine(state)
     blueprint = engine.blueprint_for_endpoint(api_endpoint)
-    job = await engine.create_job(blueprint, data.initial_data, actor="client")
+    job = await engine.create_job(
+        blueprint, data.initial_data, actor="client", idempotency_key=idempotency_key
+    )
     return JobAccepted(job_id=job.job_id)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -230,3 +231,23 @@ async def test_listing_reads_the_created_index(pool: Any) -> None:
             plans.append("\n".join(row[0] for row in rows))
     for plan in plans:
         assert "jobs_created_idx" in plan and "Sort" not in plan, plan
+
+
+async def test_idempotency_key_returns_the_first_job(client: AsyncTestClient[Any]) -> None:
+    async def create(key: str) -> str:
+        headers = {**TOKEN, "Idempotency-Key": key}
+        response = await client.post(
+            "/api/v1/jobs/review", json={"initial_data": {"amount": 1}}, headers=headers
+        )
+        assert response.status_code == 202, response.text
+        return str(response.json()["job_id"])
+
+    first = await asyncio.gather(*(create("order-7") for _ in range(5)))
+    assert len(set(first)) == 1  # racing requests with one key made one job
+    assert await create("order-8") != first[0]
+    listed = (await client.get("/api/v1/jobs?blueprint=review", headers=TOKEN)).json()["jobs"]
+    assert len(listed) == 2
+    too_long = await client.post(
+        "/api/v1/jobs/review", json={}, headers={**TOKEN, "Idempotency-Key": "k" * 300}
+    )
+    assert too_long.status_code == 400

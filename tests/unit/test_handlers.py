@@ -17,7 +17,7 @@ from chronik.core.state import JobState
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def start(bp: Blueprint, history: dict[str, Any] | None = None) -> JobState:
+def start_state(bp: Blueprint, history: dict[str, Any] | None = None) -> JobState:
     state = fold(decide_create(uuid4(), bp, {"n": 2}, NOW))
     assert state is not None
     return evolve(state, StateEntered(at=NOW, state="start", from_state="start", updates=history or {}))
@@ -33,7 +33,7 @@ async def test_outcome_has_action_and_history_diff() -> None:
         actions.transition_to("end")
 
     bp.handler_for("end", is_end=True)(lambda: None)
-    state = start(bp, {"gone": 1, "kept": 2})
+    state = start_state(bp, {"gone": 1, "kept": 2})
     outcome = await run_handler(bp, state)
     assert outcome.action == TransitionTo("end")
     assert outcome.updates == {"double": 4}
@@ -49,7 +49,7 @@ async def test_exception_becomes_an_error_with_type_and_traceback() -> None:
     def handler() -> None:  # a plain function works too
         raise LookupError("no such order")
 
-    outcome = await run_handler(bp, start(bp))
+    outcome = await run_handler(bp, start_state(bp))
     assert outcome.error is not None
     assert (outcome.error.code, outcome.error.type, outcome.error.message) == (
         "HANDLER_ERROR",
@@ -67,7 +67,7 @@ async def test_second_action_and_non_json_values_are_errors() -> None:
         actions.transition_to("end")
         actions.transition_to("end")
 
-    outcome = await run_handler(bp, start(bp))
+    outcome = await run_handler(bp, start_state(bp))
     assert outcome.error is not None and outcome.error.code == "ACTION_ERROR"
 
     other = Blueprint("h2")
@@ -77,5 +77,20 @@ async def test_second_action_and_non_json_values_are_errors() -> None:
         state_history["x"] = object()
         actions.transition_to("end")
 
-    outcome = await run_handler(other, start(other))
+    outcome = await run_handler(other, start_state(other))
     assert outcome.error is not None and "not JSON" in outcome.error.message
+
+
+async def test_data_stores_are_injected_by_name() -> None:
+    prices = {"apple": 3}
+    bp = Blueprint("stores", data_stores={"prices": prices})
+
+    @bp.handler_for("start", is_start=True)
+    async def start(data_stores: Any, context: Any, state_history: dict[str, Any], actions: Any) -> None:
+        assert context.data_stores is data_stores
+        state_history["price"] = data_stores.prices["apple"]
+        actions.transition_to("end")
+
+    bp.handler_for("end", is_end=True)(lambda: None)
+    outcome = await run_handler(bp, start_state(bp))
+    assert outcome.updates == {"price": 3}
