@@ -21,6 +21,7 @@ import msgspec
 from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.errors import ChronikError
 from chronik.core.evolve import replay
+from chronik.core.graph import to_dot, to_mermaid
 
 from ._logging import configure_logging
 from .engine import Engine
@@ -84,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wrk.add_argument("app", help="module:attribute of a chronik.Worker, e.g. myworkers:worker")
     wrk.add_argument("--url", help="the orchestrator's URL (default: ORCHESTRATOR_URL)")
+
+    blueprint = commands.add_parser("blueprint", help="blueprint commands").add_subparsers(
+        dest="blueprint_command", required=True
+    )
+    graph = blueprint.add_parser(
+        "graph",
+        help="print a blueprint's state machine as Mermaid (or Graphviz dot)",
+        description="Print the state machine of blueprint NAME, with its task transitions, as a Mermaid "
+        "stateDiagram (default) or Graphviz dot. Needs no database.",
+    )
+    graph.add_argument("name", help="the blueprint's name")
+    graph.add_argument(
+        "--app", default=DEMO_APP, help=f"module:attribute of blueprints (default: {DEMO_APP})"
+    )
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid", help="default: mermaid")
 
     db = commands.add_parser("db", help="database commands").add_subparsers(dest="db_command", required=True)
     db.add_parser("migrate", help="apply pending migrations (idempotent; safe to run from several instances)")
@@ -149,6 +165,14 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             if not settings.client_token:
                 raise ChronikError("CLIENT_TOKEN is not set; clients authenticate with it (X-Client-Token)")
             await serve(engine, host=args.host, port=args.port)
+        case "blueprint":
+            found = {bp.name: bp for bp in load_blueprints(args.app)}
+            if args.name not in found:
+                raise ChronikError(
+                    f"APP {args.app!r} has no blueprint named {args.name!r} "
+                    f"(it has: {', '.join(sorted(found))})"
+                )
+            print((to_dot if args.format == "dot" else to_mermaid)(found[args.name]), end="")
         case "db":
             engine = Engine(settings=settings)
             await engine.start(run_executor=False)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from .errors import BlueprintError
 from .injection import Parameter, plan_arguments
 
-__all__ = ["Blueprint", "StateSpec", "find_transitions", "normalize_endpoint"]
+__all__ = ["Blueprint", "StateSpec", "find_edges", "find_transitions", "normalize_endpoint"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +52,8 @@ class StateSpec:
     is_failure: bool
     transitions: frozenset[str] | None
     """The states the handler can move to; ``None`` when they cannot be known statically."""
+    edges: tuple[tuple[str, str], ...] = ()
+    """The same, as (target, label) pairs for drawing: the label names a task and its status."""
 
 
 def normalize_endpoint(endpoint: str, *, blueprint: str) -> str:
@@ -129,7 +131,8 @@ class Blueprint:
                 raise BlueprintError(f"{where}: is_failure=True needs is_end=True")
             if not callable(func):
                 raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
-            targets = frozenset(transitions) if transitions is not None else find_transitions(func)
+            edges = tuple((t, "") for t in transitions) if transitions is not None else find_edges(func)
+            targets = None if edges is None else frozenset(target for target, _label in edges)
             self.states[state] = StateSpec(
                 name=state,
                 handler=func,
@@ -138,6 +141,7 @@ class Blueprint:
                 is_end=is_end,
                 is_failure=is_failure,
                 transitions=targets,
+                edges=edges or (),
             )
             return func
 
@@ -213,10 +217,16 @@ class Blueprint:
 
 
 def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
-    """The literal targets of a handler's actions, read from its source.
+    """The literal targets of a handler's actions, read from its source (see ``find_edges``)."""
+    edges = find_edges(func)
+    return None if edges is None else frozenset(target for target, _label in edges)
 
-    ``actions.transition_to("x")`` targets ``x``; ``actions.dispatch_task(...,
-    transitions={"success": "y"})`` targets ``y``.
+
+def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
+    """The literal (target, label) pairs of a handler's actions, read from its source.
+
+    ``actions.transition_to("x")`` targets ``x`` (no label); ``actions.dispatch_task("t",
+    transitions={"success": "y"})`` targets ``y``, labelled ``t: success``.
 
     ``None`` when the source is not available or a target is computed at run time.
     Reading the source is the one file access in core: it happens once, at
@@ -227,7 +237,7 @@ def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
         tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError):
         return None
-    targets: set[str] = set()
+    edges: list[tuple[str, str]] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
@@ -236,16 +246,21 @@ def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
             arg = node.args[0] if node.args else _keyword(node, "state")
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 return None
-            targets.add(arg.value)
+            edges.append((arg.value, ""))
         elif method in _DICT_TRANSITION_METHODS:
             mapping = _keyword(node, "transitions")
             if not isinstance(mapping, ast.Dict):
                 return None
-            for value in mapping.values:
+            task = node.args[0] if node.args else _keyword(node, "task_type")
+            task_name = (
+                task.value if isinstance(task, ast.Constant) and isinstance(task.value, str) else "task"
+            )
+            for key, value in zip(mapping.keys, mapping.values, strict=True):
                 if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
                     return None
-                targets.add(value.value)
-    return frozenset(targets)
+                status = key.value if isinstance(key, ast.Constant) else "?"
+                edges.append((value.value, f"{task_name}: {status}"))
+    return tuple(dict.fromkeys(edges))
 
 
 def _keyword(node: ast.Call, name: str) -> ast.expr | None:

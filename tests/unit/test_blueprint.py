@@ -172,3 +172,29 @@ def test_endpoint_normalization(raw: str, expected: str) -> None:
 def test_bad_endpoint(raw: str) -> None:
     with pytest.raises(BlueprintError, match="must be one path segment"):
         Blueprint("b", api_endpoint=raw or "/")
+
+
+def test_graphs_show_states_edges_and_labels() -> None:
+    from chronik.core.graph import to_dot, to_mermaid
+
+    bp = Blueprint("g")
+
+    @bp.handler_for("start", is_start=True)
+    async def start(actions: Any) -> None:
+        actions.dispatch_task("resize", transitions={"success": "done", "failure": "bad"})
+
+    @bp.handler_for("done", is_end=True)
+    async def done() -> None: ...
+
+    @bp.handler_for("bad", is_end=True, is_failure=True)
+    async def bad() -> None: ...
+
+    assert bp.states["start"].edges == (("done", "resize: success"), ("bad", "resize: failure"))
+    mermaid = to_mermaid(bp)
+    assert "[*] --> start" in mermaid and "start --> done : resize: success" in mermaid
+    assert "bad --> [*] : failed" in mermaid
+    dot = to_dot(bp)
+    assert (
+        '"start" -> "bad" [label="resize: failure"];' in dot
+        and '"bad" [shape=doublecircle, color=red];' in dot
+    )
