@@ -258,7 +258,7 @@ def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
             for key, value in zip(mapping.keys, mapping.values, strict=True):
                 if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
                     return None
-                status = key.value if isinstance(key, ast.Constant) else "?"
+                status = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else "?"
                 edges.append((value.value, f"{task_name}: {status}"))
     return tuple(dict.fromkeys(edges))
 
