@@ -25,8 +25,7 @@ __all__ = ["run_handler"]
 
 async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
     """Run the handler of the job's current state and return what it produced."""
-    spec = blueprint.states.get(state.current_state)
-    if spec is None:
+    if state.current_state not in blueprint.states:
         return HandlerOutcome(state=state.current_state)
     # Handlers get copies: what they change in state_history is recorded as a diff,
     # never written into the state that the fold owns.
@@ -41,8 +40,12 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         actions=actions,
         data_stores=blueprint.data_stores,
     )
+    roots = {"context": context, "initial_data": context.initial_data, "state_history": history}
+    chosen = blueprint.handler_of(state.current_state, roots)
+    assert chosen is not None
+    handler, parameters = chosen
     try:
-        result = spec.handler(**build_arguments(spec.parameters, context))
+        result = handler(**build_arguments(parameters, context))
         if inspect.isawaitable(result):
             await result
     except ChronikError as exc:

@@ -28,16 +28,35 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+from .conditions import Condition, parse_condition
 from .errors import BlueprintError
 from .injection import Parameter, plan_arguments
 
-__all__ = ["Blueprint", "StateSpec", "find_edges", "find_transitions", "normalize_endpoint"]
+__all__ = [
+    "Blueprint",
+    "ConditionalHandler",
+    "StateSpec",
+    "find_edges",
+    "find_transitions",
+    "normalize_endpoint",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRANSITION_METHODS = frozenset({"transition_to"})
 _DICT_TRANSITION_METHODS = frozenset({"dispatch_task"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalHandler:
+    """A handler of a state that runs instead of the default one when its condition holds."""
+
+    condition: Condition
+    handler: Callable[..., Any]
+    parameters: tuple[Parameter, ...]
+    transitions: frozenset[str] | None
+    edges: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +113,8 @@ class Blueprint:
         self.api_endpoint = normalize_endpoint(api_endpoint or name, blueprint=name)
         self.description = description
         self.states: dict[str, StateSpec] = {}
+        self.conditions: dict[str, list[ConditionalHandler]] = {}
+        """Conditional handlers per state, in the order registered: the first that matches runs."""
         stores = dict(data_stores or {})
         bad = [key for key in stores if not (isinstance(key, str) and key.isidentifier())]
         if bad:
@@ -111,8 +132,8 @@ class Blueprint:
         is_end: bool = False,
         is_failure: bool = False,
         transitions: Iterable[str] | None = None,
-    ) -> Callable[[F], F]:
-        """Register the handler of ``state``.
+    ) -> _Registration:
+        """Register the handler of ``state``; ``.when("condition")`` registers a conditional one.
 
         Args:
             state: The state's name.
@@ -121,7 +142,40 @@ class Blueprint:
             is_failure: With ``is_end``: a job ending here has failed rather than finished.
             transitions: The states the handler may move to, when its source does not
                 show them as literal ``actions.transition_to("...")`` calls.
+
+        ``@bp.handler_for("route").when("initial_data.total > 100")`` registers a handler
+        that runs instead of the state's plain (default) handler when the condition
+        holds; conditions are tried in the order registered (see ``core.conditions``).
         """
+        flags = is_start or is_end or is_failure
+
+        def when(expression: str) -> Callable[[F], F]:
+            where = f"blueprint {self.name!r}, state {state!r}"
+            if flags:
+                raise BlueprintError(
+                    f"{where}: set is_start/is_end/is_failure on the plain handler, not on .when()"
+                )
+            condition = parse_condition(expression, where=where)
+
+            def register_conditional(func: F) -> F:
+                if not callable(func):
+                    raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
+                edges = tuple((t, "") for t in transitions) if transitions is not None else find_edges(func)
+                self.conditions.setdefault(state, []).append(
+                    ConditionalHandler(
+                        condition=condition,
+                        handler=func,
+                        parameters=plan_arguments(func, where=where),
+                        transitions=None if edges is None else frozenset(t for t, _label in edges),
+                        edges=tuple(
+                            (t, f"when {expression}" + (f", {label}" if label else ""))
+                            for t, label in edges or ()
+                        ),
+                    )
+                )
+                return func
+
+            return register_conditional
 
         def register(func: F) -> F:
             where = f"blueprint {self.name!r}, state {state!r}"
@@ -145,7 +199,22 @@ class Blueprint:
             )
             return func
 
-        return register
+        return _Registration(register, when)
+
+    def handler_of(
+        self, state: str, roots: dict[str, Any]
+    ) -> tuple[Callable[..., Any], tuple[Parameter, ...]] | None:
+        """The handler to run in ``state``: the first conditional one that matches, else the default."""
+        for conditional in self.conditions.get(state, ()):
+            if conditional.condition.matches(roots):
+                return conditional.handler, conditional.parameters
+        spec = self.states.get(state)
+        return None if spec is None else (spec.handler, spec.parameters)
+
+    def routes(self, state: str) -> list[frozenset[str] | None]:
+        """The transitions of every handler of ``state`` (default first): what validation checks."""
+        spec = self.states[state]
+        return [spec.transitions, *(c.transitions for c in self.conditions.get(state, ()))]
 
     @property
     def start_state(self) -> str | None:
@@ -172,26 +241,32 @@ class Blueprint:
                 f"blueprint {self.name!r} has {len(starts)} start states ({', '.join(map(repr, starts))}); "
                 "exactly one handler may have is_start=True"
             )
+        for state in self.conditions:
+            if state not in self.states:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {state!r}: has conditional handlers but no plain one; "
+                    f"add @bp.handler_for({state!r}) without .when() as the default"
+                )
         warnings: list[str] = []
-        for spec in self.states.values():
-            if spec.transitions is None:
+        for spec, transitions in ((s, t) for s in self.states.values() for t in self.routes(s.name)):
+            if transitions is None:
                 warnings.append(
                     f"blueprint {self.name!r}, state {spec.name!r}: its transitions could not be read from "
                     "the handler's source; pass transitions=(...) to handler_for to have them checked"
                 )
                 continue
-            for target in sorted(spec.transitions):
+            for target in sorted(transitions):
                 if target not in self.states:
                     raise BlueprintError(
                         f"blueprint {self.name!r}, state {spec.name!r}: transition to unknown state "
                         f"{target!r}; known states are {', '.join(map(repr, self.states))}"
                     )
-            if spec.is_end and spec.transitions:
+            if spec.is_end and transitions:
                 raise BlueprintError(
                     f"blueprint {self.name!r}, state {spec.name!r}: an end state cannot transition "
-                    f"(it moves to {', '.join(map(repr, sorted(spec.transitions)))})"
+                    f"(it moves to {', '.join(map(repr, sorted(transitions)))})"
                 )
-            if not spec.is_end and not spec.transitions:
+            if not spec.is_end and not transitions:
                 raise BlueprintError(
                     f"blueprint {self.name!r}, state {spec.name!r}: the handler takes no action; call "
                     "actions.transition_to(...) or mark the state is_end=True"
@@ -204,8 +279,7 @@ class Blueprint:
         reached = {start}
         pending = [start]
         while pending:
-            spec = self.states[pending.pop()]
-            for target in spec.transitions or ():
+            for target in (t for targets in self.routes(pending.pop()) for t in targets or ()):
                 if target not in reached:
                     reached.add(target)
                     pending.append(target)
@@ -214,6 +288,18 @@ class Blueprint:
                 raise BlueprintError(
                     f"blueprint {self.name!r}, state {name!r}: unreachable from the start state {start!r}"
                 )
+
+
+class _Registration:
+    """What ``handler_for`` returns: a decorator, with ``.when(condition)`` for conditional handlers."""
+
+    def __init__(self, register: Callable[[Any], Any], when: Callable[[str], Callable[[Any], Any]]) -> None:
+        self._register = register
+        self.when = when
+
+    def __call__(self, func: F) -> F:
+        result: F = self._register(func)
+        return result
 
 
 def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:

@@ -16,7 +16,8 @@ def to_mermaid(blueprint: Blueprint) -> str:
     if blueprint.start_state is not None:
         lines.append(f"    [*] --> {blueprint.start_state}")
     for spec in blueprint.states.values():
-        for target, label in spec.edges:
+        conditional = [edge for c in blueprint.conditions.get(spec.name, ()) for edge in c.edges]
+        for target, label in [*conditional, *spec.edges]:
             lines.append(f"    {spec.name} --> {target}" + (f" : {label}" if label else ""))
         if spec.transitions is None:
             lines.append(f"    note right of {spec.name} : targets computed at run time")
@@ -38,7 +39,11 @@ def to_dot(blueprint: Blueprint) -> str:
             attributes.append("color=red")
         lines.append(f'    "{spec.name}"' + (f" [{', '.join(attributes)}]" if attributes else "") + ";")
     for spec in blueprint.states.values():
-        for target, label in spec.edges:
-            lines.append(f'    "{spec.name}" -> "{target}"' + (f' [label="{label}"]' if label else "") + ";")
+        conditional = [edge for c in blueprint.conditions.get(spec.name, ()) for edge in c.edges]
+        for target, label in [*conditional, *spec.edges]:
+            escaped = label.replace('"', '\\"')
+            lines.append(
+                f'    "{spec.name}" -> "{target}"' + (f' [label="{escaped}"]' if label else "") + ";"
+            )
     lines.append("}")
     return "\n".join(lines) + "\n"

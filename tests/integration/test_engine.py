@@ -228,3 +228,35 @@ async def test_a_long_handler_keeps_its_step_and_its_outcome_is_applied_once(mak
     assert (await ended(first, job.job_id)).status == JobStatus.FINISHED
     assert runs == [0, 1]
     assert await types_of(first, job.job_id) == ["JobCreated", "StateEntered", "StateEntered", "JobFinished"]
+
+
+async def test_conditional_handlers_pick_the_route(make_engine: Any) -> None:
+    bp = Blueprint("orders")
+
+    @bp.handler_for("route", is_start=True)
+    async def default(actions: Any) -> None:
+        actions.transition_to("standard")
+
+    @bp.handler_for("route").when(
+        "initial_data.order.total > 100 and initial_data.order.country in ('DE', 'AT')"
+    )
+    async def big_local(actions: Any) -> None:
+        actions.transition_to("priority")
+
+    @bp.handler_for("route").when("initial_data.order.express")
+    async def express(actions: Any) -> None:
+        actions.transition_to("courier")
+
+    for name in ("standard", "priority", "courier"):
+        bp.handler_for(name, is_end=True)(lambda: None)
+
+    engine = await make_engine(bp)
+    cases = {
+        "priority": {"order": {"total": 500, "country": "DE", "express": True}},
+        "courier": {"order": {"total": 5, "express": True}},
+        "standard": {"order": {"total": 500, "country": "FR"}},
+    }
+    for expected, data in cases.items():
+        job = await engine.create_job("orders", data)
+        state = await ended(engine, job.job_id)
+        assert state.current_state == expected, (data, state)

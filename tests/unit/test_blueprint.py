@@ -198,3 +198,29 @@ def test_graphs_show_states_edges_and_labels() -> None:
         '"start" -> "bad" [label="resize: failure"];' in dot
         and '"bad" [shape=doublecircle, color=red];' in dot
     )
+
+
+def test_conditional_handlers_need_a_default_and_are_validated_and_drawn() -> None:
+    from chronik.core.graph import to_mermaid
+
+    bp = Blueprint("cond")
+
+    @bp.handler_for("start", is_start=True).when("initial_data.vip")
+    async def vip(actions: Any) -> None:
+        actions.transition_to("fast")
+
+    bp.handler_for("fast", is_end=True)(lambda: None)
+    with pytest.raises(BlueprintError, match="has conditional handlers but no plain one"):
+        bp.validate()
+
+    @bp.handler_for("start", is_start=True)
+    async def default(actions: Any) -> None:
+        actions.transition_to("slow")
+
+    bp.handler_for("slow", is_end=True)(lambda: None)
+    assert bp.validate() == ()
+    assert "start --> fast : when initial_data.vip" in to_mermaid(bp)
+    with pytest.raises(BlueprintError, match="on the plain handler"):
+        bp.handler_for("slow", is_end=True).when("initial_data.x")
+    with pytest.raises(BlueprintError, match="column 1: unknown name 'vip'"):
+        bp.handler_for("start").when("vip == 1")
