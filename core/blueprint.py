@@ -231,6 +231,12 @@ class Blueprint:
 
         Returns warnings about what could not be checked (handlers whose targets are unknown).
         """
+        for state in self.conditions:
+            if state not in self.states:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {state!r}: has conditional handlers but no plain one; "
+                    f"add @bp.handler_for({state!r}) without .when() as the default"
+                )
         starts = [spec.name for spec in self.states.values() if spec.is_start]
         if not starts:
             raise BlueprintError(
@@ -241,12 +247,6 @@ class Blueprint:
                 f"blueprint {self.name!r} has {len(starts)} start states ({', '.join(map(repr, starts))}); "
                 "exactly one handler may have is_start=True"
             )
-        for state in self.conditions:
-            if state not in self.states:
-                raise BlueprintError(
-                    f"blueprint {self.name!r}, state {state!r}: has conditional handlers but no plain one; "
-                    f"add @bp.handler_for({state!r}) without .when() as the default"
-                )
         warnings: list[str] = []
         for spec, transitions in ((s, t) for s in self.states.values() for t in self.routes(s.name)):
             if transitions is None:

@@ -205,7 +205,7 @@ def test_conditional_handlers_need_a_default_and_are_validated_and_drawn() -> No
 
     bp = Blueprint("cond")
 
-    @bp.handler_for("start", is_start=True).when("initial_data.vip")
+    @bp.handler_for("start").when("initial_data.vip")
     async def vip(actions: Any) -> None:
         actions.transition_to("fast")
 
