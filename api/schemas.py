@@ -13,6 +13,9 @@ from chronik.core.events import ErrorInfo
 from chronik.core.state import JobState, result_of
 
 __all__ = [
+    "ApprovalAccepted",
+    "ApprovalRequest",
+    "ApprovalView",
     "CancelAccepted",
     "CancelRequest",
     "CreateJobRequest",
@@ -38,6 +41,28 @@ class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The optional body of ``POST /api/v1/jobs/{job_id}/cancel``."""
 
     reason: str = ""
+
+
+class ApprovalRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /api/v1/jobs/{job_id}/approval``."""
+
+    decision: str
+    comment: str = ""
+
+
+class ApprovalAccepted(msgspec.Struct, kw_only=True):
+    """A decision was recorded and the job moved on."""
+
+    status: str = "approval_received"
+    job_id: UUID
+
+
+class ApprovalView(msgspec.Struct, kw_only=True):
+    """The decision a job waits for."""
+
+    message: str
+    decisions: list[str]
+    requested_at: datetime
 
 
 class JobAccepted(msgspec.Struct, kw_only=True):
@@ -88,6 +113,7 @@ class JobView(msgspec.Struct, kw_only=True):
     updated_at: datetime
     finished_at: datetime | None = None
     task: TaskView | None = None
+    approval: ApprovalView | None = None
     progress: dict[str, Any] | None = None
     """The last progress a worker reported: ``progress`` (as sent), ``message``, ``at``, ``worker_id``."""
 
@@ -119,6 +145,13 @@ class JobView(msgspec.Struct, kw_only=True):
             updated_at=state.updated_at,
             finished_at=state.finished_at,
             task=task_view,
+            approval=None
+            if state.approval is None
+            else ApprovalView(
+                message=state.approval.message,
+                decisions=list(state.approval.transitions),
+                requested_at=state.approval.requested_at,
+            ),
             progress=progress,
         )
 

@@ -33,7 +33,7 @@ from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import migrate
 from chronik.adapters.postgres.pool import create_pool
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import decide_cancel, decide_create
+from chronik.core.decide import decide_approval, decide_cancel, decide_create
 from chronik.core.errors import BlueprintError, BlueprintNotFound, InvalidInput, JobNotFound, VersionConflict
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
@@ -305,6 +305,16 @@ class Engine:
         """
         return await self._command(
             job_id, lambda state: decide_cancel(state, _now(), reason=reason, actor=actor), actor
+        )
+
+    async def approve_job(
+        self, job_id: UUID, decision: str, *, comment: str = "", actor: str = ""
+    ) -> JobState:
+        """Record a person's decision on a job waiting for one; the job moves on by its transitions."""
+        return await self._command(
+            job_id,
+            lambda state: decide_approval(state, decision, _now(), comment=comment, actor=actor),
+            actor,
         )
 
     async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState:

@@ -13,7 +13,7 @@ import msgspec
 
 from .errors import ActionError
 
-__all__ = ["Action", "Actions", "DispatchTask", "TransitionTo", "describe_action"]
+__all__ = ["Action", "Actions", "AwaitApproval", "DispatchTask", "TransitionTo", "describe_action"]
 
 
 class TransitionTo(msgspec.Struct, frozen=True, tag="transition_to"):
@@ -33,7 +33,14 @@ class DispatchTask(msgspec.Struct, frozen=True, kw_only=True, tag="dispatch_task
     priority: int = 0
 
 
-Action = TransitionTo | DispatchTask
+class AwaitApproval(msgspec.Struct, frozen=True, kw_only=True, tag="await_human_approval"):
+    """Wait for a person's decision; the job moves on by ``transitions[decision]``."""
+
+    message: str
+    transitions: dict[str, str]
+
+
+Action = TransitionTo | DispatchTask | AwaitApproval
 
 
 _INT32 = 2**31
@@ -52,6 +59,8 @@ def describe_action(action: Action) -> str:
             return f"actions.transition_to({state!r})"
         case DispatchTask(task_type=task_type):
             return f"actions.dispatch_task({task_type!r}, ...)"
+        case AwaitApproval():
+            return "actions.await_human_approval(...)"
 
 
 class Actions:
@@ -129,6 +138,23 @@ class Actions:
                 priority=priority,
             )
         )
+
+    def await_human_approval(self, message: str = "", *, transitions: dict[str, str]) -> None:
+        """Wait for a person's decision (``POST /api/v1/jobs/{id}/approval``) once the handler returns.
+
+        Args:
+            message: What the person is asked, shown with the job.
+            transitions: The next state for each decision, e.g. ``{"approved": "ship"}``.
+        """
+        if not isinstance(transitions, dict) or not transitions:
+            raise ActionError(
+                "actions.await_human_approval() needs transitions, e.g. {'approved': 'next_state'}"
+            )
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in transitions.items()):
+            raise ActionError(
+                f"actions.await_human_approval(): transitions must map decisions to states: {transitions!r}"
+            )
+        self._take(AwaitApproval(message=str(message), transitions=dict(transitions)))
 
     def _take(self, action: Action) -> None:
         if self._taken is not None:

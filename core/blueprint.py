@@ -45,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRANSITION_METHODS = frozenset({"transition_to"})
-_DICT_TRANSITION_METHODS = frozenset({"dispatch_task"})
+_DICT_TRANSITION_METHODS = frozenset({"dispatch_task", "await_human_approval"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +341,8 @@ def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
             task_name = (
                 task.value if isinstance(task, ast.Constant) and isinstance(task.value, str) else "task"
             )
+            if method == "await_human_approval":
+                task_name = "approval"
             for key, value in zip(mapping.keys, mapping.values, strict=True):
                 if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
                     return None

@@ -13,11 +13,13 @@ from uuid import UUID, uuid4
 
 import msgspec
 
-from .actions import Action, DispatchTask, TransitionTo
+from .actions import Action, AwaitApproval, DispatchTask, TransitionTo
 from .blueprint import Blueprint
-from .errors import BlueprintError, JobNotCancellable
+from .errors import BlueprintError, InvalidDecision, JobNotAwaitingApproval, JobNotCancellable
 from .events import (
     AnyEvent,
+    ApprovalGiven,
+    ApprovalRequested,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -27,9 +29,17 @@ from .events import (
     StateEntered,
     TaskDispatched,
 )
-from .state import ACTIVE_STATUSES, JobState
+from .state import ACTIVE_STATUSES, JobState, JobStatus
 
-__all__ = ["HandlerOutcome", "decide_cancel", "decide_create", "decide_step", "history_diff", "needs_step"]
+__all__ = [
+    "HandlerOutcome",
+    "decide_approval",
+    "decide_cancel",
+    "decide_create",
+    "decide_step",
+    "history_diff",
+    "needs_step",
+]
 
 
 class HandlerOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +166,27 @@ def decide_step(
                     removed=outcome.removed,
                 ),
             )
+        case AwaitApproval() as approval:
+            unknown = [target for target in approval.transitions.values() if target not in blueprint.states]
+            if unknown:
+                return _fail(
+                    state,
+                    _action_error(
+                        f"the handler of state {spec.name!r} awaits approval with transitions to "
+                        f"unknown state(s) {', '.join(map(repr, unknown))}"
+                    ),
+                    at,
+                )
+            return (
+                ApprovalRequested(
+                    at=at,
+                    state=spec.name,
+                    message=approval.message,
+                    transitions=approval.transitions,
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
         case _:
             assert_never(outcome.action)
 
@@ -167,6 +198,25 @@ def decide_cancel(
     if state.is_terminal:
         raise JobNotCancellable(f"job {state.job_id} has already ended with status {state.status!r}")
     return (JobCancelled(at=at, reason=reason, actor=actor),)
+
+
+def decide_approval(
+    state: JobState, decision: str, at: datetime, *, comment: str = "", actor: str = ""
+) -> tuple[AnyEvent, ...]:
+    """A person's decision on a job waiting for one: it moves to ``transitions[decision]``."""
+    approval = state.approval
+    if state.status != JobStatus.WAITING_FOR_HUMAN or approval is None:
+        raise JobNotAwaitingApproval(f"job {state.job_id} is {state.status!r}, not waiting for a decision")
+    target = approval.transitions.get(decision)
+    if target is None:
+        raise InvalidDecision(
+            f"decision {decision!r} is not one job {state.job_id} offers; "
+            f"choose one of {', '.join(map(repr, approval.transitions))}"
+        )
+    return (
+        ApprovalGiven(at=at, decision=decision, comment=comment, actor=actor),
+        StateEntered(at=at, state=target, from_state=approval.state),
+    )
 
 
 def needs_step(state: JobState) -> bool:

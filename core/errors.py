@@ -15,7 +15,9 @@ __all__ = [
     "ChronikError",
     "ConfigError",
     "Forbidden",
+    "InvalidDecision",
     "InvalidInput",
+    "JobNotAwaitingApproval",
     "JobNotCancellable",
     "JobNotFound",
     "JobNotRetryable",
@@ -73,6 +75,18 @@ class JobNotCancellable(ChronikError):
     """The job has already ended and cannot be cancelled."""
 
     code = "JOB_NOT_CANCELLABLE"
+
+
+class JobNotAwaitingApproval(ChronikError):
+    """The job is not waiting for a decision."""
+
+    code = "JOB_NOT_AWAITING_APPROVAL"
+
+
+class InvalidDecision(ChronikError):
+    """The decision is not one the job offers."""
+
+    code = "INVALID_DECISION"
 
 
 class JobNotRetryable(ChronikError):

@@ -18,6 +18,8 @@ import msgspec
 __all__ = [
     "EVENT_TYPES",
     "AnyEvent",
+    "ApprovalGiven",
+    "ApprovalRequested",
     "ErrorInfo",
     "Event",
     "HandlerFailed",
@@ -196,6 +198,24 @@ class JobRetried(Event, frozen=True, tag="JobRetried"):
     actor: str = ""
 
 
+class ApprovalRequested(Event, frozen=True, tag="ApprovalRequested"):
+    """The handler of ``state`` asked a person to decide; the job waits for ``POST .../approval``."""
+
+    state: str
+    message: str
+    transitions: dict[str, str]
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+class ApprovalGiven(Event, frozen=True, tag="ApprovalGiven"):
+    """A person decided; a StateEntered of ``transitions[decision]`` follows."""
+
+    decision: str
+    comment: str = ""
+    actor: str = ""
+
+
 AnyEvent = (
     JobCreated
     | StateEntered
@@ -211,6 +231,8 @@ AnyEvent = (
     | TaskResultIgnored
     | JobQuarantined
     | JobRetried
+    | ApprovalRequested
+    | ApprovalGiven
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -230,6 +252,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TaskResultIgnored,
         JobQuarantined,
         JobRetried,
+        ApprovalRequested,
+        ApprovalGiven,
     )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""

@@ -14,6 +14,8 @@ from msgspec.structs import replace
 
 from .events import (
     AnyEvent,
+    ApprovalGiven,
+    ApprovalRequested,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -30,7 +32,7 @@ from .events import (
     TaskResultIgnored,
     TaskRetryScheduled,
 )
-from .state import JobState, JobStatus, TaskState
+from .state import ApprovalState, JobState, JobStatus, TaskState
 
 __all__ = ["EventOutOfOrder", "evolve", "fold", "replay"]
 
@@ -122,6 +124,24 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 version=version,
                 updated_at=event.at,
             )
+        case ApprovalRequested():
+            approval = ApprovalState(
+                state=event.state,
+                message=event.message,
+                transitions=dict(event.transitions),
+                requested_at=event.at,
+            )
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_HUMAN,
+                state_history=_merge(state.state_history, event.updates, event.removed),
+                approval=approval,
+                version=version,
+                updated_at=event.at,
+            )
+        case ApprovalGiven():
+            # A StateEntered always follows in the same append and moves the job on.
+            return replace(state, approval=None, version=version, updated_at=event.at)
         case JobFinished(updates=updates, removed=removed):
             return replace(
                 state,

@@ -10,7 +10,15 @@ import msgspec
 
 from .events import ErrorInfo
 
-__all__ = ["ACTIVE_STATUSES", "TERMINAL_STATUSES", "JobState", "JobStatus", "TaskState", "result_of"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "ApprovalState",
+    "JobState",
+    "JobStatus",
+    "TaskState",
+    "result_of",
+]
 
 
 class JobStatus:
@@ -18,6 +26,7 @@ class JobStatus:
 
     RUNNING: Final = "running"
     WAITING_FOR_WORKER: Final = "waiting_for_worker"
+    WAITING_FOR_HUMAN: Final = "waiting_for_human"
     QUARANTINED: Final = "quarantined"
     FINISHED: Final = "finished"
     FAILED: Final = "failed"
@@ -57,6 +66,15 @@ class TaskState(msgspec.Struct, frozen=True, kw_only=True):
         return self.max_retries - (self.attempt - self.first_attempt)
 
 
+class ApprovalState(msgspec.Struct, frozen=True, kw_only=True):
+    """The decision a job waits for."""
+
+    state: str
+    message: str
+    transitions: dict[str, str]
+    requested_at: datetime
+
+
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """A job as the fold of its stream sees it after ``version`` events.
 
@@ -75,6 +93,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     error: ErrorInfo | None = None
     task: TaskState | None = None
+    approval: ApprovalState | None = None
 
     @property
     def is_terminal(self) -> bool:

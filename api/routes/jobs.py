@@ -17,6 +17,8 @@ from chronik.projections.jobs import JobFilter
 
 from ..ports import Orchestrator
 from ..schemas import (
+    ApprovalAccepted,
+    ApprovalRequest,
     CancelAccepted,
     CancelRequest,
     CreateJobRequest,
@@ -139,6 +141,17 @@ async def get_history(
     return [HistoryEntry.of(recorded) for recorded in events]
 
 
+@post("/jobs/{job_id:str}/approval", status_code=HTTP_200_OK, summary="Decide on a job waiting for approval")
+async def approve_job(
+    job_id: FromPath[str], data: JSONBody[ApprovalRequest], state: State
+) -> ApprovalAccepted:
+    """Record a decision; 409 when the job waits for none, 422 for a decision it does not offer."""
+    job = await _engine(state).approve_job(
+        _job_id(job_id), data.decision, comment=data.comment, actor="client"
+    )
+    return ApprovalAccepted(job_id=job.job_id)
+
+
 @post("/jobs/{job_id:str}/retry", status_code=HTTP_200_OK, summary="Re-run a quarantined job")
 async def retry_job(job_id: FromPath[str], state: State) -> RetryAccepted:
     """Queue a quarantined job's task again, with a fresh retry budget; 409 for any other job."""
@@ -160,7 +173,16 @@ def job_routes(guards: list[object]) -> Router:
     """The client routes, behind ``guards``."""
     return Router(
         path="/api/v1",
-        route_handlers=[list_jobs, create_job, get_job, get_history, cancel_job, retry_job, reload_workers],
+        route_handlers=[
+            list_jobs,
+            create_job,
+            approve_job,
+            get_job,
+            get_history,
+            cancel_job,
+            retry_job,
+            reload_workers,
+        ],
         guards=guards,  # type: ignore[arg-type]
         tags=["jobs"],
     )

@@ -251,3 +251,56 @@ async def test_idempotency_key_returns_the_first_job(client: AsyncTestClient[Any
         "/api/v1/jobs/review", json={}, headers={**TOKEN, "Idempotency-Key": "k" * 300}
     )
     assert too_long.status_code == 400
+
+
+async def test_human_approval(make_engine: Any) -> None:
+    from chronik import Blueprint
+
+    bp = Blueprint("refund")
+
+    @bp.handler_for("ask", is_start=True)
+    async def ask(initial_data: dict[str, Any], actions: Any) -> None:
+        actions.await_human_approval(
+            f"refund {initial_data['amount']}?", transitions={"approved": "pay", "rejected": "deny"}
+        )
+
+    @bp.handler_for("pay", is_end=True)
+    async def pay() -> None: ...
+
+    @bp.handler_for("deny", is_end=True, is_failure=True)
+    async def deny() -> None: ...
+
+    engine = await make_engine(bp, start=False)
+    async with AsyncTestClient(app=create_app(engine, client_token="test-token")) as client:
+        job_id = (
+            await client.post("/api/v1/jobs/refund", json={"initial_data": {"amount": 9}}, headers=TOKEN)
+        ).json()["job_id"]
+
+        async def waiting() -> Any:
+            job = (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()
+            return job if job["status"] == "waiting_for_human" else None
+
+        job = await wait_for(waiting)
+        assert job["approval"]["message"] == "refund 9?"
+        assert job["approval"]["decisions"] == ["approved", "rejected"]
+        wrong = await client.post(
+            f"/api/v1/jobs/{job_id}/approval", json={"decision": "maybe"}, headers=TOKEN
+        )
+        assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "INVALID_DECISION"
+        decided = await client.post(
+            f"/api/v1/jobs/{job_id}/approval", json={"decision": "approved", "comment": "fine"}, headers=TOKEN
+        )
+        assert decided.json() == {"status": "approval_received", "job_id": job_id}
+
+        async def paid() -> Any:
+            job = (await client.get(f"/api/v1/jobs/{job_id}", headers=TOKEN)).json()
+            return job if job["status"] == "finished" else None
+
+        assert (await wait_for(paid))["current_state"] == "pay"
+        late = await client.post(
+            f"/api/v1/jobs/{job_id}/approval", json={"decision": "approved"}, headers=TOKEN
+        )
+        assert late.status_code == 409 and late.json()["error"]["code"] == "JOB_NOT_AWAITING_APPROVAL"
+        history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=TOKEN)).json()
+        given = next(e for e in history if e["type"] == "ApprovalGiven")
+        assert given["data"] == {"decision": "approved", "comment": "fine", "actor": "client"}

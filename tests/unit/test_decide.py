@@ -118,3 +118,29 @@ def test_cancel_only_before_the_end() -> None:
 
 def test_history_diff() -> None:
     assert history_diff({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 5, "d": 4}) == ({"b": 5, "d": 4}, ("c",))
+
+
+def test_approval_waits_then_follows_the_decision() -> None:
+    from chronik.core.actions import AwaitApproval
+    from chronik.core.decide import decide_approval
+    from chronik.core.errors import InvalidDecision, JobNotAwaitingApproval
+    from chronik.core.events import ApprovalGiven, ApprovalRequested
+
+    bp = blueprint()
+    waiting_for = AwaitApproval(message="ship it?", transitions={"approved": "ok", "rejected": "bad"})
+    (requested,) = decide_step(job(bp), bp, HandlerOutcome(state="start", action=waiting_for), NOW)
+    assert isinstance(requested, ApprovalRequested)
+    waiting = evolve(job(bp), requested)
+    assert waiting.status == "waiting_for_human" and waiting.approval is not None
+    with pytest.raises(InvalidDecision, match="'maybe' is not one"):
+        decide_approval(waiting, "maybe", NOW)
+    given, entered = decide_approval(waiting, "rejected", NOW, comment="no", actor="ops")
+    assert given == ApprovalGiven(at=NOW, decision="rejected", comment="no", actor="ops")
+    moved = fold([given, entered], waiting)
+    assert moved is not None and (moved.status, moved.current_state, moved.approval) == (
+        "running",
+        "bad",
+        None,
+    )
+    with pytest.raises(JobNotAwaitingApproval):
+        decide_approval(moved, "approved", NOW)

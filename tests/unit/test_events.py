@@ -7,6 +7,8 @@ from uuid import uuid4
 
 from chronik.core.events import (
     EVENT_TYPES,
+    ApprovalGiven,
+    ApprovalRequested,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -33,6 +35,8 @@ TASK = uuid4()
 def test_stored_tags_never_change() -> None:
     # A snapshot: renaming a tag would orphan every stored event of that type.
     assert sorted(EVENT_TYPES) == [
+        "ApprovalGiven",
+        "ApprovalRequested",
         "HandlerFailed",
         "JobCancelled",
         "JobCreated",
@@ -69,6 +73,8 @@ def test_every_event_type_round_trips() -> None:
         TaskResultIgnored(at=AT, task_id=TASK, attempt=1, worker_id="w", status="success", reason="stale"),
         JobQuarantined(at=AT, state="s", error=error),
         JobRetried(at=AT, task_id=TASK, attempt=5, actor="admin"),
+        ApprovalRequested(at=AT, state="s", message="ok?", transitions={"yes": "a"}),
+        ApprovalGiven(at=AT, decision="yes", comment="c", actor="ops"),
     ]
     assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
     for sample in samples:
