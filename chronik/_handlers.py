@@ -41,10 +41,10 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         data_stores=blueprint.data_stores,
     )
     roots = {"context": context, "initial_data": context.initial_data, "state_history": history}
-    chosen = blueprint.handler_of(state.current_state, roots)
-    assert chosen is not None
-    handler, parameters = chosen
     try:
+        chosen = blueprint.handler_of(state.current_state, roots)
+        assert chosen is not None
+        handler, parameters = chosen
         result = handler(**build_arguments(parameters, context))
         if inspect.isawaitable(result):
             await result

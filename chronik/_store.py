@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 
 from chronik.adapters.postgres import event_store, steps
 from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.decide import needs_step
+from chronik.core.errors import IdempotencyKeyReused
 from chronik.core.events import AnyEvent, TaskCompleted
 from chronik.core.evolve import fold
 from chronik.core.state import JobState, JobStatus
@@ -109,15 +112,23 @@ class JobStore:
         """
         if idempotency_key is None:
             return await self.commit(None, events, meta=meta), True
+        created = fold(events)
+        assert created is not None
+        fingerprint = hashlib.sha256(
+            msgspec.json.encode([created.blueprint, created.initial_data], order="sorted")
+        ).hexdigest()
         async with self.pool.acquire() as conn, conn.transaction():
-            created = fold(events)
-            assert created is not None
             taken = await conn.fetchval(
-                QUERIES["claim_idempotency_key"], client, idempotency_key, created.job_id
+                QUERIES["claim_idempotency_key"], client, idempotency_key, created.job_id, fingerprint
             )
             if taken is None:
-                existing = await conn.fetchval(QUERIES["idempotency_key_job"], client, idempotency_key)
-                state = await jobs_projection.load_state(conn, existing)
+                existing = await conn.fetchrow(QUERIES["idempotency_key_job"], client, idempotency_key)
+                if existing["request"] != fingerprint:
+                    raise IdempotencyKeyReused(
+                        f"Idempotency-Key {idempotency_key!r} was used within 24 hours for another request "
+                        "(another blueprint or initial_data); use a new key"
+                    )
+                state = await jobs_projection.load_state(conn, existing["job_id"])
                 assert state is not None
                 return state, False
             return await self.commit(None, events, meta=meta, conn=conn, savepoint=False), True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -279,7 +280,7 @@ class Engine:
     async def job_as_of(
         self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
     ) -> JobState:
-        """The job as the fold of its first ``version`` events, or of those recorded by ``at``.
+        """The job as the fold of its first ``version`` events, or of those that happened by ``at``.
 
         The same fold as the live state, over a prefix of the log: time travel for audits.
         """
@@ -291,7 +292,10 @@ class Engine:
                 )
             events = events[:version]
         if at is not None:
-            events = [recorded for recorded in events if recorded.recorded_at <= at]
+            if at.tzinfo is None:
+                raise InvalidInput("as_of needs a time zone, e.g. 2026-11-23T10:00:00Z")
+            # The event's own time, the clock of created_at/updated_at; a prefix, as the log is ordered.
+            events = list(itertools.takewhile(lambda recorded: recorded.event.at <= at, events))
             if not events:
                 raise JobNotFound(f"job {job_id} did not exist yet at {at.isoformat()}")
         state = fold(recorded.event for recorded in events)

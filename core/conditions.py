@@ -19,9 +19,11 @@ so a condition never crashes a job.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Final
 
 from .errors import BlueprintError
@@ -29,6 +31,7 @@ from .errors import BlueprintError
 __all__ = ["ROOTS", "Condition", "parse_condition"]
 
 ROOTS: Final = frozenset({"context", "initial_data", "state_history"})
+_MAX_DEPTH: Final = 50
 
 _TOKEN = re.compile(
     r"""
@@ -49,6 +52,12 @@ class _Missing:
 
     def __bool__(self) -> bool:
         return False
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
 
     def __repr__(self) -> str:
         return "<missing>"
@@ -75,10 +84,10 @@ class Condition:
     _evaluate: Node
 
     def matches(self, roots: Mapping[str, Any]) -> bool:
-        """Whether the condition holds; never raises for missing or mistyped data."""
+        """Whether the condition holds; never raises, whatever the data holds."""
         try:
             return bool(self._evaluate(roots))
-        except (TypeError, ValueError, ArithmeticError):
+        except Exception:
             return False
 
 
@@ -119,6 +128,7 @@ class _Parser:
         self.tokens = tokens
         self.index = 0
         self.where = where
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -164,10 +174,17 @@ class _Parser:
 
     def negation(self) -> Node:
         if self.at("not"):
-            self.take()
+            token = self.take()
+            self.enter(token)
             inner = self.negation()
+            self.depth -= 1
             return lambda roots: not inner(roots)
         return self.comparison()
+
+    def enter(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise self.fail(token, f"nested more than {_MAX_DEPTH} deep")
 
     def comparison(self) -> Node:
         left = self.operand()
@@ -189,14 +206,21 @@ class _Parser:
     def operand(self) -> Node:
         token = self.take()
         if token.kind == "number":
-            number = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+            try:
+                number = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+            except ValueError:
+                raise self.fail(token, "the number is too long") from None
             return lambda _roots: number
         if token.kind == "string":
             text = _unquote(token.text)
             return lambda _roots: text
         if token.text in ("(", "["):
             closing_text = ")" if token.text == "(" else "]"
+            if token.text == "(" and self.at(")"):
+                raise self.fail(self.peek(), "empty parentheses; put a value or a condition inside")
+            self.enter(token)
             items = [] if self.at(closing_text) else [self.expression()]
+            self.depth -= 1
             listed = token.text == "["
             while self.at(","):
                 self.take()
@@ -238,16 +262,32 @@ class _Parser:
 
 
 def _resolve(value: Any, names: tuple[str, ...]) -> Any:
+    # Only data is read: mappings, and the fields of dataclasses, namespaces and Structs.
+    # A property of some other object could run code, so it reads as missing.
     for name in names:
         if isinstance(value, Mapping):
             value = value.get(name, MISSING)
-        elif value is MISSING or name.startswith("_"):
+        elif name.startswith("_") or not _has_field(value, name):
             return MISSING
         else:
             value = getattr(value, name, MISSING)
         if value is MISSING:
             return MISSING
     return value
+
+
+def _missing(value: Any) -> bool:
+    # Inside a list too: Python compares list items by identity first, and MISSING is one object.
+    return value is MISSING or (isinstance(value, list) and any(_missing(item) for item in value))
+
+
+def _has_field(value: Any, name: str) -> bool:
+    if isinstance(value, SimpleNamespace):
+        return name in vars(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return name in {f.name for f in dataclasses.fields(value)}
+    fields = getattr(type(value), "__struct_fields__", None)
+    return isinstance(fields, tuple) and name in fields
 
 
 def _and(left: Node, right: Node) -> Node:
@@ -261,7 +301,7 @@ def _or(left: Node, right: Node) -> Node:
 def _compare(operator: str, left: Node, right: Node) -> Node:
     def compare(roots: Mapping[str, Any]) -> bool:
         a, b = left(roots), right(roots)
-        if a is MISSING or b is MISSING:
+        if _missing(a) or _missing(b):
             return False
         match operator:
             case "==":

@@ -15,6 +15,7 @@ __all__ = [
     "ChronikError",
     "ConfigError",
     "Forbidden",
+    "IdempotencyKeyReused",
     "InvalidDecision",
     "InvalidInput",
     "JobNotAwaitingApproval",
@@ -87,6 +88,12 @@ class InvalidDecision(ChronikError):
     """The decision is not one the job offers."""
 
     code = "INVALID_DECISION"
+
+
+class IdempotencyKeyReused(ChronikError):
+    """The idempotency key was used for another request."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 class JobNotRetryable(ChronikError):

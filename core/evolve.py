@@ -166,6 +166,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 state,
                 status=JobStatus.CANCELLED,
                 error=ErrorInfo(code="CANCELLED", message=reason or "cancelled"),
+                approval=None,
                 version=version,
                 updated_at=event.at,
                 finished_at=event.at,

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from chronik.adapters.postgres.errors import refusing_bad_values
 from chronik.adapters.postgres.event_store import read_stream
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.evolve import fold
@@ -80,17 +81,18 @@ async def list_states(
     conn: asyncpg.Connection, where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
 ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
     """A page of jobs, newest first, and the keyset of the last one (``None`` on the last page)."""
-    rows = await conn.fetch(
-        QUERIES["list_jobs"],
-        where.blueprint,
-        where.status,
-        where.state,
-        where.created_after,
-        where.created_before,
-        after[0] if after else None,
-        after[1] if after else None,
-        limit + 1,
-    )
+    async with refusing_bad_values():
+        rows = await conn.fetch(
+            QUERIES["list_jobs"],
+            where.blueprint,
+            where.status,
+            where.state,
+            where.created_after,
+            where.created_before,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit + 1,
+        )
     page = rows[:limit]
     more = len(rows) > limit
     last = (page[-1]["created_at"], UUID(str(page[-1]["job_id"]))) if more and page else None

@@ -3,6 +3,8 @@ CREATE TABLE idempotency_keys (
     client     text        NOT NULL,
     key        text        NOT NULL,
     job_id     uuid        NOT NULL,
+    -- A fingerprint of the request (blueprint and initial data): a key reused for another is refused.
+    request    text        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (client, key)
 );

@@ -2,14 +2,15 @@
 -- Take the key for a new job, unless a job took it within the last 24 hours; returns the job
 -- the key now names. Two racing requests serialize on the primary key: the second one waits,
 -- then sees the first one's job.
--- $1 client text, $2 key text, $3 new job_id uuid
-INSERT INTO idempotency_keys (client, key, job_id)
-VALUES ($1, $2, $3)
-ON CONFLICT (client, key) DO UPDATE SET job_id = excluded.job_id, created_at = now()
+-- $1 client text, $2 key text, $3 new job_id uuid, $4 request fingerprint text
+INSERT INTO idempotency_keys (client, key, job_id, request)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (client, key) DO UPDATE
+    SET job_id = excluded.job_id, request = excluded.request, created_at = now()
 WHERE idempotency_keys.created_at < now() - interval '24 hours'
 RETURNING job_id;
 
 -- name: idempotency_key_job
--- The job a fresh key names.
+-- The job a fresh key names, and the fingerprint of the request that took it.
 -- $1 client text, $2 key text
-SELECT job_id FROM idempotency_keys WHERE client = $1 AND key = $2;
+SELECT job_id, request FROM idempotency_keys WHERE client = $1 AND key = $2;

@@ -161,9 +161,15 @@ async def test_time_travel_and_history_pages(client: AsyncTestClient[Any]) -> No
     assert seen == [(1, "running", "check"), (2, "running", "approved"), (3, "finished", "approved")]
     last = (await client.get(f"/api/v1/jobs/{job_id}?as_of_version=3", headers=TOKEN)).json()
     assert last == {**final, "progress": None}
-    at = history[1]["recorded_at"]
-    as_of = (await client.get(f"/api/v1/jobs/{job_id}", params={"as_of": at}, headers=TOKEN)).json()
-    assert as_of["version"] == 2
+    # as_of reads the clock the job's timestamps show: at its created_at, it existed.
+    at_creation = await client.get(
+        f"/api/v1/jobs/{job_id}", params={"as_of": final["created_at"]}, headers=TOKEN
+    )
+    assert at_creation.json()["version"] == 1
+    at_end = await client.get(f"/api/v1/jobs/{job_id}", params={"as_of": final["updated_at"]}, headers=TOKEN)
+    assert at_end.json()["version"] == 3
+    between = await client.get(f"/api/v1/jobs/{job_id}", params={"as_of": history[1]["at"]}, headers=TOKEN)
+    assert between.json()["version"] == 2
     too_far = await client.get(f"/api/v1/jobs/{job_id}?as_of_version=9", headers=TOKEN)
     assert too_far.status_code == 400 and "from 1 to 3" in too_far.json()["error"]["message"]
     before = await client.get(
@@ -205,6 +211,9 @@ async def test_list_jobs_with_filters_and_keyset_pages(client: AsyncTestClient[A
     assert sorted(j["id"] for j in failed) == sorted([created[1], created[3]])
     rejected = (await client.get("/api/v1/jobs?state=rejected", headers=TOKEN)).json()["jobs"]
     assert len(rejected) == 2
+    for bad in ("status=a%00b", "created_before=0001-01-01T00:00:00%2B01:00"):
+        refused = await client.get(f"/api/v1/jobs?{bad}", headers=TOKEN)
+        assert refused.status_code == 400, (bad, refused.text)
     later = (
         await client.get("/api/v1/jobs", params={"created_after": "2999-01-01T00:00:00Z"}, headers=TOKEN)
     ).json()
@@ -247,6 +256,12 @@ async def test_idempotency_key_returns_the_first_job(client: AsyncTestClient[Any
     assert await create("order-8") != first[0]
     listed = (await client.get("/api/v1/jobs?blueprint=review", headers=TOKEN)).json()["jobs"]
     assert len(listed) == 2
+    reused = await client.post(
+        "/api/v1/jobs/review",
+        json={"initial_data": {"amount": 2}},
+        headers={**TOKEN, "Idempotency-Key": "order-7"},
+    )
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     too_long = await client.post(
         "/api/v1/jobs/review", json={}, headers={**TOKEN, "Idempotency-Key": "k" * 300}
     )

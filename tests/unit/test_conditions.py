@@ -46,6 +46,7 @@ ROOTS: dict[str, Any] = {
         ("not initial_data.nothing", True),
         ("initial_data.order.country > 5", False),
         ("context.__class__ == 1", False),
+        ("[initial_data.nope] == [initial_data.nada]", False),
     ],
 )
 def test_grammar(expression: str, expected: bool) -> None:
@@ -70,6 +71,9 @@ def test_precedence_and_before_or() -> None:
         ("initial_data.x = 1", 16, "unexpected character '='"),
         ("import os", 1, "unknown name 'import'"),
         ("", 1, "ends too early"),
+        ("()", 2, "empty parentheses"),
+        ("not " * 60 + "True", 201, "nested more than 50 deep"),
+        ("1" * 5000 + " > 1", 1, "the number is too long"),
     ],
 )
 def test_errors_point_at_the_column(expression: str, column: int, message: str) -> None:
@@ -77,3 +81,13 @@ def test_errors_point_at_the_column(expression: str, column: int, message: str) 
         parse_condition(expression, where="blueprint 'b', state 's'")
     text = caught.value.message
     assert f"column {column}:" in text and message in text and text.startswith("blueprint 'b', state 's'")
+
+
+def test_only_data_is_read_never_code() -> None:
+    class Client:
+        @property
+        def ready(self) -> bool:
+            raise RuntimeError("a property ran")
+
+    roots = {"context": SimpleNamespace(data_stores=SimpleNamespace(db=Client()))}
+    assert parse_condition("context.data_stores.db.ready").matches(roots) is False

@@ -118,3 +118,13 @@ def test_replay_gives_the_state_after_each_event() -> None:
         (3, JobStatus.FINISHED, "a"),
     ]
     assert states[-1] == fold(events)
+
+
+def test_cancel_clears_a_pending_approval() -> None:
+    from chronik.core.events import ApprovalRequested
+
+    state = fold(
+        [created(), ApprovalRequested(at=at(1), state="start", message="ok?", transitions={"yes": "a"})]
+    )
+    assert state is not None and state.approval is not None
+    assert evolve(state, JobCancelled(at=at(2))).approval is None
