@@ -141,16 +141,10 @@ def decide_step(
                 ),
             )
         case DispatchTask() as task:
-            unknown = [target for target in task.transitions.values() if target not in blueprint.states]
-            if unknown:
-                return _fail(
-                    state,
-                    _action_error(
-                        f"the handler of state {spec.name!r} dispatched {task.task_type!r} with transitions "
-                        f"to unknown state(s) {', '.join(map(repr, unknown))}"
-                    ),
-                    at,
-                )
+            if refused := _unknown_targets(
+                state, blueprint, task.transitions, f"dispatched {task.task_type!r}", at
+            ):
+                return refused
             return (
                 TaskDispatched(
                     at=at,
@@ -167,16 +161,8 @@ def decide_step(
                 ),
             )
         case AwaitApproval() as approval:
-            unknown = [target for target in approval.transitions.values() if target not in blueprint.states]
-            if unknown:
-                return _fail(
-                    state,
-                    _action_error(
-                        f"the handler of state {spec.name!r} awaits approval with transitions to "
-                        f"unknown state(s) {', '.join(map(repr, unknown))}"
-                    ),
-                    at,
-                )
+            if refused := _unknown_targets(state, blueprint, approval.transitions, "awaits approval", at):
+                return refused
             return (
                 ApprovalRequested(
                     at=at,
@@ -222,6 +208,20 @@ def decide_approval(
 def needs_step(state: JobState) -> bool:
     """Whether the job's current state has a handler waiting to run."""
     return state.status in ACTIVE_STATUSES
+
+
+def _unknown_targets(
+    state: JobState, blueprint: Blueprint, transitions: dict[str, str], doing: str, at: datetime
+) -> tuple[AnyEvent, ...]:
+    """The failure of an action whose transitions name states the blueprint lacks; empty when none."""
+    unknown = [target for target in transitions.values() if target not in blueprint.states]
+    if not unknown:
+        return ()
+    message = (
+        f"the handler of state {state.current_state!r} {doing} with transitions to unknown state(s) "
+        f"{', '.join(map(repr, unknown))}"
+    )
+    return _fail(state, _action_error(message), at)
 
 
 def _action_error(message: str) -> ErrorInfo:
