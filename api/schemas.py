@@ -114,6 +114,8 @@ class JobView(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     task: TaskView | None = None
     approval: ApprovalView | None = None
+    timer: dict[str, Any] | None = None
+    """While the job sleeps: ``{"fire_at", "then"}``."""
     progress: dict[str, Any] | None = None
     """The last progress a worker reported: ``progress`` (as sent), ``message``, ``at``, ``worker_id``."""
 
@@ -152,6 +154,7 @@ class JobView(msgspec.Struct, kw_only=True):
                 decisions=list(state.approval.transitions),
                 requested_at=state.approval.requested_at,
             ),
+            timer=None if state.timer is None else {"fire_at": state.timer.fire_at, "then": state.timer.then},
             progress=progress,
         )
 

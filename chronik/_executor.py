@@ -19,9 +19,10 @@ import structlog
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import HandlerOutcome, decide_step, needs_step
+from chronik.core.decide import HandlerOutcome, decide_step, decide_timer, needs_step
 from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import ErrorInfo
+from chronik.core.state import JobStatus
 
 from ._handlers import run_handler
 from ._store import JobStore
@@ -100,7 +101,7 @@ class StepExecutor:
                     self._spawn(step)
                 if claimed and len(claimed) == free:
                     continue
-            await self._wait(stop, woken)
+            await self._wait(stop, woken, await self._seconds_to_next_step())
 
     async def drain(self, grace_seconds: float = 30.0) -> None:
         """Wait for running handlers; cancel those still running after ``grace_seconds``.
@@ -125,9 +126,18 @@ class StepExecutor:
         self._running.pop(task, None)
         self._slot_freed.set()
 
-    async def _wait(self, stop: asyncio.Event, woken: asyncio.Event) -> None:
-        # Jitter spreads the safety-net polls of many instances apart.
+    async def _seconds_to_next_step(self) -> float | None:
+        try:
+            return await self._store.seconds_to_next_step()
+        except Exception:
+            log.exception("next_step_failed")
+            return None
+
+    async def _wait(self, stop: asyncio.Event, woken: asyncio.Event, next_step: float | None) -> None:
+        # Jitter spreads the safety-net polls of many instances apart; a timer due sooner wakes it on time.
         timeout = self._poll_interval * random.uniform(0.8, 1.2)
+        if next_step is not None:
+            timeout = min(timeout, max(0.0, next_step))
         waiters = [asyncio.ensure_future(e.wait()) for e in (woken, stop, self._slot_freed)]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -150,8 +160,16 @@ class StepExecutor:
 
     async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
         state = step.job
-        if state is None or not needs_step(state):
+        sleeping = state is not None and state.status == JobStatus.WAITING_FOR_TIMER
+        if state is None or not (needs_step(state) or sleeping):
             await self._store.drop_claimed_step(step, instance=self._instance)
+            return
+        if sleeping:
+            # The step was due at the timer's time: the database said so, whatever this clock says.
+            with contextlib.suppress(VersionConflict):  # cancelled meanwhile: nothing to fire
+                await self._store.commit(
+                    state, decide_timer(state, self._clock()), meta={"instance": self._instance}
+                )
             return
         blueprint = self._blueprints.get(state.blueprint)
         if blueprint is None:

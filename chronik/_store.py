@@ -25,11 +25,14 @@ from chronik.projections import jobs as jobs_projection
 __all__ = ["JobStore", "step_change", "task_change"]
 
 
-def step_change(before: JobState | None, after: JobState) -> StepChange:
-    """A step exists exactly while the job's current state has a handler to run."""
+def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, datetime | None]:
+    """A step exists exactly while the job has a handler to run (due now) or a timer (due at its time)."""
     if needs_step(after):
-        return "enqueue"
-    return "delete" if before is not None and needs_step(before) else "keep"
+        return "enqueue", None
+    if after.timer is not None and after.status == JobStatus.WAITING_FOR_TIMER:
+        return "enqueue", after.timer.fire_at
+    had_step = before is not None and (needs_step(before) or before.status == JobStatus.WAITING_FOR_TIMER)
+    return ("delete" if had_step else "keep"), None
 
 
 def task_change(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChange:
@@ -180,3 +183,8 @@ class JobStore:
         """Extend the leases of steps this instance is still running."""
         async with self.pool.acquire() as conn:
             await steps.renew_leases(conn, job_ids, lease_seconds=lease_seconds, instance=instance)
+
+    async def seconds_to_next_step(self) -> float | None:
+        """Seconds until the next timer's step is due; ``None`` when no timer waits."""
+        async with self.pool.acquire() as conn:
+            return await steps.seconds_to_next(conn)

@@ -13,7 +13,7 @@ import msgspec
 
 from .errors import ActionError
 
-__all__ = ["Action", "Actions", "AwaitApproval", "DispatchTask", "TransitionTo", "describe_action"]
+__all__ = ["Action", "Actions", "AwaitApproval", "DispatchTask", "Sleep", "TransitionTo", "describe_action"]
 
 
 class TransitionTo(msgspec.Struct, frozen=True, tag="transition_to"):
@@ -40,7 +40,14 @@ class AwaitApproval(msgspec.Struct, frozen=True, kw_only=True, tag="await_human_
     transitions: dict[str, str]
 
 
-Action = TransitionTo | DispatchTask | AwaitApproval
+class Sleep(msgspec.Struct, frozen=True, kw_only=True, tag="sleep"):
+    """Wait ``seconds``, durably, then move to ``then``."""
+
+    seconds: float
+    then: str
+
+
+Action = TransitionTo | DispatchTask | AwaitApproval | Sleep
 
 
 _INT32 = 2**31
@@ -61,6 +68,8 @@ def describe_action(action: Action) -> str:
             return f"actions.dispatch_task({task_type!r}, ...)"
         case AwaitApproval():
             return "actions.await_human_approval(...)"
+        case Sleep(then=then):
+            return f"actions.sleep(..., then={then!r})"
 
 
 class Actions:
@@ -155,6 +164,22 @@ class Actions:
                 f"actions.await_human_approval(): transitions must map decisions to states: {transitions!r}"
             )
         self._take(AwaitApproval(message=str(message), transitions=dict(transitions)))
+
+    def sleep(self, seconds: float, *, then: str) -> None:
+        """Wait ``seconds`` and then move the job to ``then``.
+
+        The timer is a row in PostgreSQL, not a task in memory: it survives restarts
+        and fires on whichever instance is running then.
+        """
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not 0 <= seconds <= _MAX_SECONDS
+        ):
+            raise ActionError(f"actions.sleep() needs seconds from 0 to {_MAX_SECONDS}, got {seconds!r}")
+        if not isinstance(then, str) or not then:
+            raise ActionError(f"actions.sleep() needs then=<state>, got {then!r}")
+        self._take(Sleep(seconds=float(seconds), then=then))
 
     def _take(self, action: Action) -> None:
         if self._taken is not None:

@@ -328,7 +328,12 @@ def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr
-        if method in _TRANSITION_METHODS:
+        if method == "sleep":
+            then = _keyword(node, "then") or (node.args[1] if len(node.args) > 1 else None)
+            if not (isinstance(then, ast.Constant) and isinstance(then.value, str)):
+                return None
+            edges.append((then.value, "after sleep"))
+        elif method in _TRANSITION_METHODS:
             arg = node.args[0] if node.args else _keyword(node, "state")
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 return None

@@ -7,13 +7,13 @@ and appends. Deciding again after a version conflict is always safe.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, assert_never
 from uuid import UUID, uuid4
 
 import msgspec
 
-from .actions import Action, AwaitApproval, DispatchTask, TransitionTo
+from .actions import Action, AwaitApproval, DispatchTask, Sleep, TransitionTo
 from .blueprint import Blueprint
 from .errors import BlueprintError, InvalidDecision, JobNotAwaitingApproval, JobNotCancellable
 from .events import (
@@ -28,6 +28,8 @@ from .events import (
     JobFinished,
     StateEntered,
     TaskDispatched,
+    TimerFired,
+    TimerStarted,
 )
 from .state import ACTIVE_STATUSES, JobState, JobStatus
 
@@ -37,6 +39,7 @@ __all__ = [
     "decide_cancel",
     "decide_create",
     "decide_step",
+    "decide_timer",
     "history_diff",
     "needs_step",
 ]
@@ -173,6 +176,20 @@ def decide_step(
                     removed=outcome.removed,
                 ),
             )
+        case Sleep(seconds=seconds, then=then):
+            if refused := _unknown_targets(state, blueprint, {"then": then}, "sleeps", at):
+                return refused
+            fire_at = at + timedelta(seconds=seconds)
+            return (
+                TimerStarted(
+                    at=at,
+                    state=spec.name,
+                    fire_at=fire_at,
+                    then=then,
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
         case _:
             assert_never(outcome.action)
 
@@ -202,6 +219,17 @@ def decide_approval(
     return (
         ApprovalGiven(at=at, decision=decision, comment=comment, actor=actor),
         StateEntered(at=at, state=target, from_state=approval.state),
+    )
+
+
+def decide_timer(state: JobState, at: datetime) -> tuple[AnyEvent, ...]:
+    """A due timer fires: the job moves to the timer's ``then``. Nothing when it sleeps no more."""
+    timer = state.timer
+    if state.status != JobStatus.WAITING_FOR_TIMER or timer is None:
+        return ()
+    return (
+        TimerFired(at=at, state=timer.state, then=timer.then),
+        StateEntered(at=at, state=timer.then, from_state=timer.state),
     )
 
 

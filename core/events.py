@@ -36,6 +36,8 @@ __all__ = [
     "TaskLost",
     "TaskResultIgnored",
     "TaskRetryScheduled",
+    "TimerFired",
+    "TimerStarted",
     "decode_event",
     "encode_event_data",
 ]
@@ -216,6 +218,23 @@ class ApprovalGiven(Event, frozen=True, tag="ApprovalGiven"):
     actor: str = ""
 
 
+class TimerStarted(Event, frozen=True, tag="TimerStarted"):
+    """The handler of ``state`` slept: at ``fire_at`` the job moves to ``then``."""
+
+    state: str
+    fire_at: datetime
+    then: str
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+class TimerFired(Event, frozen=True, tag="TimerFired"):
+    """The job's timer fired; a StateEntered of its ``then`` follows."""
+
+    state: str
+    then: str
+
+
 AnyEvent = (
     JobCreated
     | StateEntered
@@ -233,6 +252,8 @@ AnyEvent = (
     | JobRetried
     | ApprovalRequested
     | ApprovalGiven
+    | TimerStarted
+    | TimerFired
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -254,6 +275,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobRetried,
         ApprovalRequested,
         ApprovalGiven,
+        TimerStarted,
+        TimerFired,
     )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""

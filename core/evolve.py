@@ -31,8 +31,10 @@ from .events import (
     TaskLost,
     TaskResultIgnored,
     TaskRetryScheduled,
+    TimerFired,
+    TimerStarted,
 )
-from .state import ApprovalState, JobState, JobStatus, TaskState
+from .state import ApprovalState, JobState, JobStatus, TaskState, TimerState
 
 __all__ = ["EventOutOfOrder", "evolve", "fold", "replay"]
 
@@ -139,6 +141,19 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 version=version,
                 updated_at=event.at,
             )
+        case TimerStarted():
+            timer = TimerState(state=event.state, fire_at=event.fire_at, then=event.then)
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_TIMER,
+                state_history=_merge(state.state_history, event.updates, event.removed),
+                timer=timer,
+                version=version,
+                updated_at=event.at,
+            )
+        case TimerFired():
+            # A StateEntered always follows in the same append and moves the job on.
+            return replace(state, timer=None, version=version, updated_at=event.at)
         case ApprovalGiven():
             # A StateEntered always follows in the same append and moves the job on.
             return replace(state, approval=None, version=version, updated_at=event.at)
@@ -167,6 +182,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.CANCELLED,
                 error=ErrorInfo(code="CANCELLED", message=reason or "cancelled"),
                 approval=None,
+                timer=None,
                 version=version,
                 updated_at=event.at,
                 finished_at=event.at,

@@ -17,6 +17,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "TaskState",
+    "TimerState",
     "result_of",
 ]
 
@@ -27,6 +28,7 @@ class JobStatus:
     RUNNING: Final = "running"
     WAITING_FOR_WORKER: Final = "waiting_for_worker"
     WAITING_FOR_HUMAN: Final = "waiting_for_human"
+    WAITING_FOR_TIMER: Final = "waiting_for_timer"
     QUARANTINED: Final = "quarantined"
     FINISHED: Final = "finished"
     FAILED: Final = "failed"
@@ -75,6 +77,14 @@ class ApprovalState(msgspec.Struct, frozen=True, kw_only=True):
     requested_at: datetime
 
 
+class TimerState(msgspec.Struct, frozen=True, kw_only=True):
+    """The timer a job sleeps on."""
+
+    state: str
+    fire_at: datetime
+    then: str
+
+
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """A job as the fold of its stream sees it after ``version`` events.
 
@@ -94,6 +104,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     task: TaskState | None = None
     approval: ApprovalState | None = None
+    timer: TimerState | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -33,13 +34,14 @@ async def commit(
     events: Sequence[AnyEvent],
     meta: dict[str, Any] | None,
     job_row: tuple[Any, ...],
-    step: StepChange,
+    step: tuple[StepChange, datetime | None],
     task_change: TaskChange,
     task: TaskState | None,
 ) -> None:
     """Append ``events`` after ``expected_version`` and apply the row changes, atomically.
 
-    ``job_row`` is the projection row from ``projections.jobs.job_row`` (job id first).
+    ``job_row`` is the projection row from ``projections.jobs.job_row`` (job id first);
+    ``step`` is what happens to the job's step row and, for ``enqueue``, when it is due (None: now).
     Raises ``VersionConflict`` when another writer appended first.
     """
     versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
@@ -70,9 +72,10 @@ async def commit(
                 data,
                 json.dumps(meta or {}),
                 *job_row[1:],
-                step,
+                step[0],
                 task_change,
                 *task_args,
+                step[1],
             )
     except asyncpg.UniqueViolationError as exc:
         raise VersionConflict(

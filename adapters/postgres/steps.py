@@ -11,7 +11,7 @@ from chronik.core.state import JobState
 
 from .queries import QUERIES
 
-__all__ = ["ClaimedStep", "claim", "drop_claimed", "renew_leases", "retry"]
+__all__ = ["ClaimedStep", "claim", "drop_claimed", "renew_leases", "retry", "seconds_to_next"]
 
 _state = msgspec.json.Decoder(JobState)
 
@@ -54,3 +54,9 @@ async def renew_leases(
 ) -> None:
     """Extend the leases of steps ``instance`` is still running."""
     await conn.execute(QUERIES["renew_step_leases"], job_ids, lease_seconds, instance)
+
+
+async def seconds_to_next(conn: asyncpg.Connection) -> float | None:
+    """Seconds until the next future step is due; ``None`` when there is none."""
+    seconds: float | None = await conn.fetchval(QUERIES["seconds_to_next_step"])
+    return seconds

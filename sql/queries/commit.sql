@@ -7,7 +7,8 @@
 -- $12 finished_at, $13 state jsonb (the jobs row),
 -- $14 step: 'enqueue' | 'delete' | 'keep',
 -- $15 task: 'queue' | 'cancel' | 'drop' | 'keep', and for 'queue': $16 task_id, $17 task_type,
--- $18 params jsonb, $19 priority, $20 attempt, $21 available_at, $22 timeout_seconds, $23 dispatched_at
+-- $18 params jsonb, $19 priority, $20 attempt, $21 available_at, $22 timeout_seconds, $23 dispatched_at,
+-- $24 when an enqueued step is due (NULL: now; a timer's time otherwise)
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -30,8 +31,9 @@ WITH appended AS (
     RETURNING 1
 ), step_enqueued AS (
     INSERT INTO job_steps (job_id, run_at)
-    SELECT $1, now() WHERE $14::text = 'enqueue'
-    ON CONFLICT (job_id) DO UPDATE SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
+    SELECT $1, coalesce($24::timestamptz, now()) WHERE $14::text = 'enqueue'
+    ON CONFLICT (job_id) DO UPDATE
+        SET run_at = coalesce($24::timestamptz, now()), leased_until = NULL, leased_by = NULL, attempts = 0
     RETURNING 1
 ), step_deleted AS (
     DELETE FROM job_steps WHERE job_id = $1 AND $14::text = 'delete'

@@ -39,3 +39,7 @@ WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT N
 -- $1 job_ids uuid[], $2 lease seconds float8, $3 instance text
 UPDATE job_steps SET leased_until = now() + make_interval(secs => $2)
 WHERE job_id = ANY($1::uuid[]) AND leased_by = $3 AND leased_until IS NOT NULL;
+
+-- name: seconds_to_next_step
+-- How long until the next step that is not due yet becomes due (a timer); NULL when none waits.
+SELECT extract(epoch FROM min(run_at) - now())::float8 FROM job_steps WHERE run_at > now();

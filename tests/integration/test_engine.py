@@ -260,3 +260,62 @@ async def test_conditional_handlers_pick_the_route(make_engine: Any) -> None:
         job = await engine.create_job("orders", data)
         state = await ended(engine, job.job_id)
         assert state.current_state == expected, (data, state)
+
+
+def napping() -> Blueprint:
+    bp = Blueprint("nap")
+
+    @bp.handler_for("start", is_start=True)
+    async def start(initial_data: dict[str, Any], state_history: dict[str, Any], actions: Any) -> None:
+        state_history["went_to_sleep"] = True
+        actions.sleep(initial_data["seconds"], then="awake")
+
+    @bp.handler_for("awake", is_end=True)
+    async def awake(state_history: dict[str, Any]) -> None:
+        state_history["awake"] = {"slept": True}
+
+    return bp
+
+
+async def test_sleep_is_a_durable_timer(make_engine: Any, pool: asyncpg.Pool) -> None:
+    # An instance that stops while the job sleeps loses nothing: another fires the timer on time.
+    first = await make_engine(napping(), instance_id="first")
+    job = await first.create_job("nap", {"seconds": 1.5})
+
+    async def sleeping() -> bool:
+        return (await first.get_job(job.job_id)).status == "waiting_for_timer"
+
+    await wait_for(sleeping)
+    waiting = await first.get_job(job.job_id)
+    assert waiting.timer is not None and waiting.timer.then == "awake"
+    await first.stop()
+    second = await make_engine(napping(), instance_id="second", poll_interval=30.0)
+    state = await ended(second, job.job_id)
+    assert state.status == JobStatus.FINISHED and state.state_history["awake"] == {"slept": True}
+    history = await second.job_history(job.job_id)
+    assert [r.type for r in history] == [
+        "JobCreated",
+        "TimerStarted",
+        "TimerFired",
+        "StateEntered",
+        "JobFinished",
+    ]
+    slept = (history[2].event.at - history[1].event.at).total_seconds()
+    assert 1.4 <= slept < 5, slept  # on time, though the safety-net poll is 30 s
+    assert history[2].meta["instance"] == "second"
+    async with pool.acquire() as conn:
+        assert await refold_differences(conn, job.job_id) == {}
+
+
+async def test_cancel_stops_a_sleeping_job(make_engine: Any, pool: asyncpg.Pool) -> None:
+    engine = await make_engine(napping())
+    job = await engine.create_job("nap", {"seconds": 60})
+
+    async def sleeping() -> bool:
+        return (await engine.get_job(job.job_id)).status == "waiting_for_timer"
+
+    await wait_for(sleeping)
+    cancelled = await engine.cancel_job(job.job_id)
+    assert cancelled.status == JobStatus.CANCELLED and cancelled.timer is None
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM job_steps") == 0

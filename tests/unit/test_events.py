@@ -24,6 +24,8 @@ from chronik.core.events import (
     TaskLost,
     TaskResultIgnored,
     TaskRetryScheduled,
+    TimerFired,
+    TimerStarted,
     decode_event,
     encode_event_data,
 )
@@ -51,6 +53,8 @@ def test_stored_tags_never_change() -> None:
         "TaskLost",
         "TaskResultIgnored",
         "TaskRetryScheduled",
+        "TimerFired",
+        "TimerStarted",
     ]
 
 
@@ -75,6 +79,8 @@ def test_every_event_type_round_trips() -> None:
         JobRetried(at=AT, task_id=TASK, attempt=5, actor="admin"),
         ApprovalRequested(at=AT, state="s", message="ok?", transitions={"yes": "a"}),
         ApprovalGiven(at=AT, decision="yes", comment="c", actor="ops"),
+        TimerStarted(at=AT, state="s", fire_at=AT, then="t", updates={"u": 1}),
+        TimerFired(at=AT, state="s", then="t"),
     ]
     assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
     for sample in samples:
