@@ -19,10 +19,9 @@ import structlog
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import HandlerOutcome, decide_step, decide_timer, needs_step
+from chronik.core.decide import HandlerOutcome, decide_step, decide_timer, needs_step, wakes_at
 from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import ErrorInfo
-from chronik.core.state import JobStatus
 
 from ._handlers import run_handler
 from ._store import JobStore
@@ -160,7 +159,7 @@ class StepExecutor:
 
     async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
         state = step.job
-        sleeping = state is not None and state.status == JobStatus.WAITING_FOR_TIMER
+        sleeping = state is not None and wakes_at(state) is not None
         if state is None or not (needs_step(state) or sleeping):
             await self._store.drop_claimed_step(step, instance=self._instance)
             return

@@ -15,7 +15,7 @@ from chronik.adapters.postgres import event_store, steps
 from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.queries import QUERIES
-from chronik.core.decide import needs_step
+from chronik.core.decide import needs_step, wakes_at
 from chronik.core.errors import IdempotencyKeyReused
 from chronik.core.events import AnyEvent, TaskCompleted
 from chronik.core.evolve import fold
@@ -26,12 +26,15 @@ __all__ = ["JobStore", "step_change", "task_change"]
 
 
 def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, datetime | None]:
-    """A step exists exactly while the job has a handler to run (due now) or a timer (due at its time)."""
+    """A step exists exactly while the job has a handler to run (due now) or a timer (due at its time).
+
+    A timer is a sleep's end or an approval's deadline (``wakes_at``).
+    """
     if needs_step(after):
         return "enqueue", None
-    if after.timer is not None and after.status == JobStatus.WAITING_FOR_TIMER:
-        return "enqueue", after.timer.fire_at
-    had_step = before is not None and (needs_step(before) or before.status == JobStatus.WAITING_FOR_TIMER)
+    if (due := wakes_at(after)) is not None:
+        return "enqueue", due
+    had_step = before is not None and (needs_step(before) or wakes_at(before) is not None)
     return ("delete" if had_step else "keep"), None
 
 

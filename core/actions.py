@@ -38,6 +38,7 @@ class AwaitApproval(msgspec.Struct, frozen=True, kw_only=True, tag="await_human_
 
     message: str
     transitions: dict[str, str]
+    timeout_seconds: float | None = None
 
 
 class Sleep(msgspec.Struct, frozen=True, kw_only=True, tag="sleep"):
@@ -148,12 +149,17 @@ class Actions:
             )
         )
 
-    def await_human_approval(self, message: str = "", *, transitions: dict[str, str]) -> None:
+    def await_human_approval(
+        self, message: str = "", *, transitions: dict[str, str], timeout_seconds: float | None = None
+    ) -> None:
         """Wait for a person's decision (``POST /api/v1/jobs/{id}/approval``) once the handler returns.
 
         Args:
             message: What the person is asked, shown with the job.
-            transitions: The next state for each decision, e.g. ``{"approved": "ship"}``.
+            transitions: The next state for each decision, e.g. ``{"approved": "ship"}``; a
+                ``"timeout"`` entry is where the job goes when nobody decides in time.
+            timeout_seconds: How long to wait, durably; then ``transitions["timeout"]``, or the
+                job fails with ``APPROVAL_TIMEOUT`` when there is no such entry. None: forever.
         """
         if not isinstance(transitions, dict) or not transitions:
             raise ActionError(
@@ -163,7 +169,20 @@ class Actions:
             raise ActionError(
                 f"actions.await_human_approval(): transitions must map decisions to states: {transitions!r}"
             )
-        self._take(AwaitApproval(message=str(message), transitions=dict(transitions)))
+        if timeout_seconds is not None and (
+            not isinstance(timeout_seconds, int | float)
+            or isinstance(timeout_seconds, bool)
+            or not 0 < timeout_seconds <= _MAX_SECONDS
+        ):
+            raise ActionError(
+                f"actions.await_human_approval(): timeout_seconds must be positive seconds, at most "
+                f"{_MAX_SECONDS}, got {timeout_seconds!r}"
+            )
+        self._take(
+            AwaitApproval(
+                message=str(message), transitions=dict(transitions), timeout_seconds=timeout_seconds
+            )
+        )
 
     def sleep(self, seconds: float, *, then: str) -> None:
         """Wait ``seconds`` and then move the job to ``then``.

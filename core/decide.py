@@ -20,6 +20,7 @@ from .events import (
     AnyEvent,
     ApprovalGiven,
     ApprovalRequested,
+    ApprovalTimedOut,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -42,6 +43,7 @@ __all__ = [
     "decide_timer",
     "history_diff",
     "needs_step",
+    "wakes_at",
 ]
 
 
@@ -166,6 +168,9 @@ def decide_step(
         case AwaitApproval() as approval:
             if refused := _unknown_targets(state, blueprint, approval.transitions, "awaits approval", at):
                 return refused
+            timeout_at = (
+                None if approval.timeout_seconds is None else at + timedelta(seconds=approval.timeout_seconds)
+            )
             return (
                 ApprovalRequested(
                     at=at,
@@ -174,6 +179,7 @@ def decide_step(
                     transitions=approval.transitions,
                     updates=outcome.updates,
                     removed=outcome.removed,
+                    timeout_at=timeout_at,
                 ),
             )
         case Sleep(seconds=seconds, then=then):
@@ -223,7 +229,21 @@ def decide_approval(
 
 
 def decide_timer(state: JobState, at: datetime) -> tuple[AnyEvent, ...]:
-    """A due timer fires: the job moves to the timer's ``then``. Nothing when it sleeps no more."""
+    """A due timer fires: a sleep ends, or an approval times out. Nothing when the job waits no more."""
+    approval = state.approval
+    if (
+        state.status == JobStatus.WAITING_FOR_HUMAN
+        and approval is not None
+        and approval.timeout_at is not None
+    ):
+        timed_out = ApprovalTimedOut(at=at, state=approval.state)
+        target = approval.transitions.get("timeout")
+        if target is not None:
+            return (timed_out, StateEntered(at=at, state=target, from_state=approval.state))
+        error = ErrorInfo(
+            code="APPROVAL_TIMEOUT", message=f"nobody decided on state {approval.state!r} in time"
+        )
+        return (timed_out, JobFailed(at=at, state=approval.state, error=error))
     timer = state.timer
     if state.status != JobStatus.WAITING_FOR_TIMER or timer is None:
         return ()
@@ -231,6 +251,15 @@ def decide_timer(state: JobState, at: datetime) -> tuple[AnyEvent, ...]:
         TimerFired(at=at, state=timer.state, then=timer.then),
         StateEntered(at=at, state=timer.then, from_state=timer.state),
     )
+
+
+def wakes_at(state: JobState) -> datetime | None:
+    """When a waiting job must be looked at again: a sleep's end, or an approval's deadline."""
+    if state.status == JobStatus.WAITING_FOR_TIMER and state.timer is not None:
+        return state.timer.fire_at
+    if state.status == JobStatus.WAITING_FOR_HUMAN and state.approval is not None:
+        return state.approval.timeout_at
+    return None
 
 
 def needs_step(state: JobState) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "AnyEvent",
     "ApprovalGiven",
     "ApprovalRequested",
+    "ApprovalTimedOut",
     "ErrorInfo",
     "Event",
     "HandlerFailed",
@@ -208,6 +209,14 @@ class ApprovalRequested(Event, frozen=True, tag="ApprovalRequested"):
     transitions: dict[str, str]
     updates: dict[str, Any] = {}
     removed: tuple[str, ...] = ()
+    timeout_at: datetime | None = None
+    """When nobody has decided by then, the job follows ``transitions["timeout"]`` or fails."""
+
+
+class ApprovalTimedOut(Event, frozen=True, tag="ApprovalTimedOut"):
+    """Nobody decided in time; a StateEntered of ``transitions["timeout"]`` or a JobFailed follows."""
+
+    state: str
 
 
 class ApprovalGiven(Event, frozen=True, tag="ApprovalGiven"):
@@ -252,6 +261,7 @@ AnyEvent = (
     | JobRetried
     | ApprovalRequested
     | ApprovalGiven
+    | ApprovalTimedOut
     | TimerStarted
     | TimerFired
 )
@@ -275,6 +285,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobRetried,
         ApprovalRequested,
         ApprovalGiven,
+        ApprovalTimedOut,
         TimerStarted,
         TimerFired,
     )

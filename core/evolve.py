@@ -16,6 +16,7 @@ from .events import (
     AnyEvent,
     ApprovalGiven,
     ApprovalRequested,
+    ApprovalTimedOut,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -132,6 +133,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 message=event.message,
                 transitions=dict(event.transitions),
                 requested_at=event.at,
+                timeout_at=event.timeout_at,
             )
             return replace(
                 state,
@@ -154,7 +156,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case TimerFired():
             # A StateEntered always follows in the same append and moves the job on.
             return replace(state, timer=None, version=version, updated_at=event.at)
-        case ApprovalGiven():
+        case ApprovalGiven() | ApprovalTimedOut():
             # A StateEntered always follows in the same append and moves the job on.
             return replace(state, approval=None, version=version, updated_at=event.at)
         case JobFinished(updates=updates, removed=removed):

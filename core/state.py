@@ -75,6 +75,7 @@ class ApprovalState(msgspec.Struct, frozen=True, kw_only=True):
     message: str
     transitions: dict[str, str]
     requested_at: datetime
+    timeout_at: datetime | None = None
 
 
 class TimerState(msgspec.Struct, frozen=True, kw_only=True):

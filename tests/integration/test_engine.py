@@ -319,3 +319,46 @@ async def test_cancel_stops_a_sleeping_job(make_engine: Any, pool: asyncpg.Pool)
     assert cancelled.status == JobStatus.CANCELLED and cancelled.timer is None
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM job_steps") == 0
+
+
+async def test_an_approval_nobody_gives_times_out(make_engine: Any) -> None:
+    bp = Blueprint("ask")
+
+    @bp.handler_for("start", is_start=True)
+    async def start(initial_data: dict[str, Any], actions: Any) -> None:
+        transitions = {"approved": "done"}
+        if initial_data.get("fallback"):
+            transitions["timeout"] = "escalated"
+        actions.await_human_approval("ok?", transitions=transitions, timeout_seconds=1)
+
+    @bp.handler_for("done", is_end=True)
+    async def done() -> None: ...
+
+    @bp.handler_for("escalated", is_end=True)
+    async def escalated() -> None: ...
+
+    engine = await make_engine(bp, poll_interval=30.0)
+    with_fallback = await engine.create_job("ask", {"fallback": True})
+    without = await engine.create_job("ask", {})
+    moved = await ended(engine, with_fallback.job_id)
+    assert (moved.status, moved.current_state) == (JobStatus.FINISHED, "escalated")
+    failed = await ended(engine, without.job_id)
+    assert failed.status == JobStatus.FAILED and failed.error is not None
+    assert failed.error.code == "APPROVAL_TIMEOUT"
+    assert await types_of(engine, without.job_id) == [
+        "JobCreated",
+        "ApprovalRequested",
+        "ApprovalTimedOut",
+        "JobFailed",
+    ]
+    # A decision in time wins over the deadline.
+    decided = await engine.create_job("ask", {})
+
+    async def asking() -> bool:
+        return (await engine.get_job(decided.job_id)).status == "waiting_for_human"
+
+    await wait_for(asking)
+    await engine.approve_job(decided.job_id, "approved", actor="ops")
+    assert (await ended(engine, decided.job_id)).current_state == "done"
+    await asyncio.sleep(1.5)
+    assert "ApprovalTimedOut" not in await types_of(engine, decided.job_id)

@@ -9,6 +9,7 @@ from chronik.core.events import (
     EVENT_TYPES,
     ApprovalGiven,
     ApprovalRequested,
+    ApprovalTimedOut,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -39,6 +40,7 @@ def test_stored_tags_never_change() -> None:
     assert sorted(EVENT_TYPES) == [
         "ApprovalGiven",
         "ApprovalRequested",
+        "ApprovalTimedOut",
         "HandlerFailed",
         "JobCancelled",
         "JobCreated",
@@ -79,6 +81,7 @@ def test_every_event_type_round_trips() -> None:
         JobRetried(at=AT, task_id=TASK, attempt=5, actor="admin"),
         ApprovalRequested(at=AT, state="s", message="ok?", transitions={"yes": "a"}),
         ApprovalGiven(at=AT, decision="yes", comment="c", actor="ops"),
+        ApprovalTimedOut(at=AT, state="s"),
         TimerStarted(at=AT, state="s", fire_at=AT, then="t", updates={"u": 1}),
         TimerFired(at=AT, state="s", then="t"),
     ]
