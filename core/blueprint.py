@@ -37,7 +37,6 @@ __all__ = [
     "ConditionalHandler",
     "StateSpec",
     "find_edges",
-    "find_transitions",
     "normalize_endpoint",
 ]
 
@@ -160,7 +159,7 @@ class Blueprint:
             def register_conditional(func: F) -> F:
                 if not callable(func):
                     raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
-                edges = tuple((t, "") for t in transitions) if transitions is not None else find_edges(func)
+                edges = _declared_or_found(transitions, func)
                 self.conditions.setdefault(state, []).append(
                     ConditionalHandler(
                         condition=condition,
@@ -185,7 +184,7 @@ class Blueprint:
                 raise BlueprintError(f"{where}: is_failure=True needs is_end=True")
             if not callable(func):
                 raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
-            edges = tuple((t, "") for t in transitions) if transitions is not None else find_edges(func)
+            edges = _declared_or_found(transitions, func)
             targets = None if edges is None else frozenset(target for target, _label in edges)
             self.states[state] = StateSpec(
                 name=state,
@@ -302,10 +301,11 @@ class _Registration:
         return result
 
 
-def find_transitions(func: Callable[..., Any]) -> frozenset[str] | None:
-    """The literal targets of a handler's actions, read from its source (see ``find_edges``)."""
-    edges = find_edges(func)
-    return None if edges is None else frozenset(target for target, _label in edges)
+def _declared_or_found(
+    transitions: Iterable[str] | None, func: Callable[..., Any]
+) -> tuple[tuple[str, str], ...] | None:
+    """The handler's edges: those declared with ``transitions=``, else those read from its source."""
+    return tuple((target, "") for target in transitions) if transitions is not None else find_edges(func)
 
 
 def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chronik.core.blueprint import Blueprint, find_transitions, normalize_endpoint
+from chronik.core.blueprint import Blueprint, find_edges, normalize_endpoint
 from chronik.core.errors import BlueprintError
 
 
@@ -157,8 +157,8 @@ def test_handlers_must_take_named_arguments() -> None:
 
 
 def test_transitions_are_read_from_lambdas_but_not_from_builtins() -> None:
-    assert find_transitions(lambda actions: actions.transition_to("x")) == {"x"}
-    assert find_transitions(print) is None
+    assert find_edges(lambda actions: actions.transition_to("x")) == (("x", ""),)
+    assert find_edges(print) is None
 
 
 @pytest.mark.parametrize(
