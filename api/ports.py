@@ -26,6 +26,7 @@ class Orchestrator(Protocol):
         *,
         actor: str = "",
         idempotency_key: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobState: ...
 
     async def get_job(self, job_id: UUID) -> JobState: ...

@@ -35,6 +35,8 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     """The body of ``POST /api/v1/jobs/{api_endpoint}``."""
 
     initial_data: dict[str, Any] = {}
+    timeout_seconds: float | None = None
+    """How long the job may run before it fails with ``JOB_TIMEOUT``; default: the blueprint's."""
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -118,6 +120,17 @@ class JobView(msgspec.Struct, kw_only=True):
     """While the job sleeps: ``{"fire_at", "then"}``."""
     progress: dict[str, Any] | None = None
     """The last progress a worker reported: ``progress`` (as sent), ``message``, ``at``, ``worker_id``."""
+    fan_out: dict[str, Any] | None = None
+    """While branches run: ``{"aggregate_into", "branches", "pending"}``."""
+    child_job_id: UUID | None = None
+    """While the job waits for a child job (``run_blueprint``)."""
+    children: list[UUID] = []
+    """Every child job this job started."""
+    parent_job_id: UUID | None = None
+    deadline_at: datetime | None = None
+    """When the job fails with ``JOB_TIMEOUT`` if it has not ended."""
+    state_deadline_at: datetime | None = None
+    """When the job must have left its current state."""
 
     @classmethod
     def of(cls, state: JobState, *, progress: dict[str, Any] | None = None) -> JobView:
@@ -156,6 +169,18 @@ class JobView(msgspec.Struct, kw_only=True):
             ),
             timer=None if state.timer is None else {"fire_at": state.timer.fire_at, "then": state.timer.then},
             progress=progress,
+            fan_out=None
+            if state.fan_out is None
+            else {
+                "aggregate_into": state.fan_out.aggregate_into,
+                "branches": len(state.fan_out.branches),
+                "pending": state.fan_out.pending,
+            },
+            child_job_id=None if state.child is None else state.child.job_id,
+            children=list(state.children),
+            parent_job_id=state.parent_job_id,
+            deadline_at=None if state.is_terminal else state.deadline_at,
+            state_deadline_at=None if state.is_terminal else state.state_deadline_at,
         )
 
 

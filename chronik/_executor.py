@@ -18,10 +18,20 @@ import structlog
 
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
+from chronik.core.actions import RunBlueprint
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import HandlerOutcome, decide_step, decide_timer, needs_step, wakes_at
+from chronik.core.decide import (
+    HandlerOutcome,
+    decide_child_ended,
+    decide_create,
+    decide_due,
+    decide_step,
+    needs_step,
+    wakes_at,
+)
 from chronik.core.errors import InvalidInput, VersionConflict
-from chronik.core.events import ErrorInfo
+from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo
+from chronik.core.state import JobState, JobStatus
 
 from ._handlers import run_handler
 from ._store import JobStore
@@ -159,16 +169,21 @@ class StepExecutor:
 
     async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
         state = step.job
-        sleeping = state is not None and wakes_at(state) is not None
-        if state is None or not (needs_step(state) or sleeping):
-            await self._store.drop_claimed_step(step, instance=self._instance)
+        if state is None or state.is_terminal:
+            await self._store.reschedule_claimed_step(step, instance=self._instance, due=None)
             return
-        if sleeping:
-            # The step was due at the timer's time: the database said so, whatever this clock says.
-            with contextlib.suppress(VersionConflict):  # cancelled meanwhile: nothing to fire
-                await self._store.commit(
-                    state, decide_timer(state, self._clock()), meta={"instance": self._instance}
-                )
+        due = wakes_at(state)
+        if due is not None and due <= step.claimed_at:
+            # A deadline or timer has come, by the database's clock (the one that made the step due).
+            await self._commit_or_reschedule(step, state, decide_due(state, step.claimed_at, self._clock()))
+            return
+        if state.status == JobStatus.WAITING_FOR_CHILD and state.child is not None:
+            child = await self._store.load(state.child.job_id)
+            ended = () if child is None else decide_child_ended(state, child, self._clock())
+            await self._commit_or_reschedule(step, state, ended)
+            return
+        if not needs_step(state):
+            await self._store.reschedule_claimed_step(step, instance=self._instance, due=due)
             return
         blueprint = self._blueprints.get(state.blueprint)
         if blueprint is None:
@@ -177,9 +192,15 @@ class StepExecutor:
             await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
             return
         outcome = await run_handler(blueprint, state)
-        events = decide_step(state, blueprint, outcome, self._clock())
+        at = self._clock()
+        events = decide_step(state, blueprint, outcome, at, blueprints=self._blueprints)
         try:
-            await self._store.commit(state, events, meta={"instance": self._instance})
+            await self._store.commit(
+                state,
+                events,
+                meta={"instance": self._instance},
+                linked=self._children(state, outcome, events),
+            )
         except VersionConflict:
             # Another writer moved the job while the handler ran: a client cancelled it, or another
             # instance ran this step after our lease ran out. The outcome belongs to a state that
@@ -196,3 +217,31 @@ class StepExecutor:
             await self._store.commit(state, failed, meta={"instance": self._instance})
             return
         bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])
+
+    def _children(
+        self, state: JobState, outcome: HandlerOutcome, events: tuple[AnyEvent, ...]
+    ) -> list[tuple[AnyEvent, ...]]:
+        """The creating events of the child job a ``run_blueprint`` starts, committed with the parent's."""
+        started = next((event for event in events if isinstance(event, ChildStarted)), None)
+        if started is None or not isinstance(outcome.action, RunBlueprint):
+            return []
+        child_blueprint = self._blueprints[started.blueprint]
+        return [
+            decide_create(
+                started.child_job_id,
+                child_blueprint,
+                outcome.action.initial_data,
+                started.at,
+                parent_job_id=state.job_id,
+            )
+        ]
+
+    async def _commit_or_reschedule(
+        self, step: ClaimedStep, state: JobState, events: tuple[AnyEvent, ...]
+    ) -> None:
+        """Append what the job's wake-up decided; with nothing decided, the step waits for its next time."""
+        if not events:
+            await self._store.reschedule_claimed_step(step, instance=self._instance, due=wakes_at(state))
+            return
+        with contextlib.suppress(VersionConflict):  # the job moved meanwhile: its new state decides
+            await self._store.commit(state, events, meta={"instance": self._instance})

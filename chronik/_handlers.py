@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import inspect
 import traceback
+from typing import Any
 
 import msgspec
 
-from chronik.core.actions import Actions, DispatchTask
+from chronik.core.actions import Action, Actions, DispatchParallel, DispatchTask, RunBlueprint
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import HandlerOutcome, history_diff
 from chronik.core.errors import ChronikError
@@ -39,6 +40,7 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         state_history=history,
         actions=actions,
         data_stores=blueprint.data_stores,
+        aggregation_results=copy.deepcopy(state.aggregation_results or {}),
     )
     roots = {"context": context, "initial_data": context.initial_data, "state_history": history}
     try:
@@ -58,18 +60,38 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
     try:
         # A round trip through JSON makes the live state equal to what a reload from the log gives.
         updates = msgspec.json.decode(msgspec.json.encode(updates))
-        if isinstance(action, DispatchTask):
-            params = msgspec.json.decode(msgspec.json.encode(action.params))
-            action = msgspec.structs.replace(action, params=params)
+        action = _as_json(action)
     except (TypeError, msgspec.EncodeError) as exc:
         error = ErrorInfo(
             code="HANDLER_ERROR",
             type="TypeError",
             message=f"the handler of state {state.current_state!r} gave a value that is not JSON "
-            f"(in state_history or task params): {exc}",
+            f"(in state_history, task params or a child's initial_data): {exc}",
         )
         return _failed(state, error)
     return HandlerOutcome(state=state.current_state, action=action, updates=updates, removed=removed)
+
+
+def _as_json(action: Action | None) -> Action | None:
+    """The action with the data it hands on passed through JSON, as it will be stored."""
+    match action:
+        case DispatchTask():
+            return msgspec.structs.replace(action, params=_round_trip(action.params))
+        case DispatchParallel():
+            branches = tuple(
+                msgspec.structs.replace(branch, params=_round_trip(branch.params))
+                for branch in action.branches
+            )
+            return msgspec.structs.replace(action, branches=branches)
+        case RunBlueprint():
+            return msgspec.structs.replace(action, initial_data=_round_trip(action.initial_data))
+        case _:
+            return action
+
+
+def _round_trip(value: dict[str, Any]) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(value))
+    return decoded
 
 
 def _failed(state: JobState, error: ErrorInfo, trace: str = "") -> HandlerOutcome:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -12,17 +13,26 @@ import asyncpg
 import msgspec
 
 from chronik.adapters.postgres import event_store, steps
-from chronik.adapters.postgres.commit import StepChange, TaskChange, commit
+from chronik.adapters.postgres.commit import StepChange, TaskChanges, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.queries import QUERIES
-from chronik.core.decide import needs_step, wakes_at
+from chronik.core.blueprint import Blueprint
+from chronik.core.decide import needs_step, stamp_state_deadlines, wakes_at
 from chronik.core.errors import IdempotencyKeyReused
-from chronik.core.events import AnyEvent, TaskCompleted
+from chronik.core.events import (
+    AnyEvent,
+    ChildEnded,
+    JobCancelled,
+    JobCreated,
+    TaskCompleted,
+    TaskFailed,
+    TaskLost,
+)
 from chronik.core.evolve import fold
-from chronik.core.state import JobState, JobStatus
+from chronik.core.state import JobState, pending_tasks
 from chronik.projections import jobs as jobs_projection
 
-__all__ = ["JobStore", "step_change", "task_change"]
+__all__ = ["JobStore", "abandoned_child", "step_change", "task_changes"]
 
 
 def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, datetime | None]:
@@ -38,25 +48,51 @@ def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, d
     return ("delete" if had_step else "keep"), None
 
 
-def task_change(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChange:
-    """The job's task rows follow its task: queued while it waits, marked when cancelled, else gone.
+def task_changes(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChanges:
+    """The job's task rows follow the attempts it waits on (``pending_tasks``).
 
-    A job cancelled by its worker's own answer (status ``cancelled``) has nobody left to tell:
-    its rows go at once.
+    New or retried attempts are queued. An attempt the job stops waiting on goes at
+    once when these events answer it (its worker is done with it); otherwise it was
+    abandoned (a cancel, a timeout) and its row is marked so that its worker is told.
     """
-    if after.task is None and (before is None or before.task is None):
-        return "keep"
-    if after.status == JobStatus.WAITING_FOR_WORKER and after.task is not None:
-        return "queue"
-    answered = any(isinstance(event, TaskCompleted) for event in events)
-    return "cancel" if after.status == JobStatus.CANCELLED and not answered else "drop"
+    was = pending_tasks(before) if before is not None else {}
+    now = pending_tasks(after)
+    if not was and not now:
+        return TaskChanges()
+    queued = [task for task_id, task in now.items() if was.get(task_id) != task]
+    gone = [task_id for task_id in was if task_id not in now]
+    answered = {event.task_id for event in events if isinstance(event, TaskCompleted | TaskFailed | TaskLost)}
+    return TaskChanges(
+        queued=queued,
+        dropped=[task_id for task_id in gone if task_id in answered],
+        cancelled=[task_id for task_id in gone if task_id not in answered],
+    )
+
+
+def _blueprint_of(events: Sequence[AnyEvent]) -> str:
+    first = events[0] if events else None
+    return first.blueprint if isinstance(first, JobCreated) else ""
+
+
+def abandoned_child(before: JobState | None, after: JobState, events: Sequence[AnyEvent]) -> UUID | None:
+    """The child job a change stopped waiting on before it ended (a cancel, a timeout): to cancel."""
+    if before is None or before.child is None:
+        return None
+    child_id = before.child.job_id
+    if after.child is not None and after.child.job_id == child_id:
+        return None
+    if any(isinstance(event, ChildEnded) and event.child_job_id == child_id for event in events):
+        return None
+    return child_id
 
 
 class JobStore:
     """Reads and writes jobs through the event log, keeping projections and queues in step."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, blueprints: Mapping[str, Blueprint] | None = None) -> None:
         self.pool = pool
+        self.blueprints: Mapping[str, Blueprint] = blueprints if blueprints is not None else {}
+        """The engine's blueprints: to stamp state deadlines into events (see ``stamp_state_deadlines``)."""
 
     async def commit(
         self,
@@ -66,6 +102,7 @@ class JobStore:
         meta: dict[str, Any] | None = None,
         conn: asyncpg.Connection | None = None,
         savepoint: bool = True,
+        linked: Sequence[Sequence[AnyEvent]] = (),
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
@@ -74,19 +111,47 @@ class JobStore:
         savepoint unless ``savepoint=False`` (the caller then retries the whole
         transaction on a conflict). Raises ``VersionConflict`` when the stream
         moved since ``before`` was read.
+
+        ``linked`` are the creating events of new jobs that commit with this change
+        (a child job). A change that abandons a running child cancels it, and its
+        children, in the same transaction.
         """
+        blueprint = self.blueprints.get(before.blueprint if before else _blueprint_of(events))
+        events = stamp_state_deadlines(blueprint, events)
         after = fold(events, before)
         if after is None:
             raise ValueError("commit needs at least one event or a prior state")
-        if conn is None:
-            async with self.pool.acquire() as own:
-                await self._write(own, before, after, events, meta)
-        elif savepoint:
-            async with conn.transaction():
+        child = abandoned_child(before, after, events)
+        if not linked and child is None:
+            if conn is None:
+                async with self.pool.acquire() as own:
+                    await self._write(own, before, after, events, meta)
+            elif savepoint:
+                async with conn.transaction():
+                    await self._write(conn, before, after, events, meta)
+            else:
                 await self._write(conn, before, after, events, meta)
-        else:
-            await self._write(conn, before, after, events, meta)
+            return after
+        # Several streams change together: one transaction (a savepoint inside the caller's).
+        async with contextlib.AsyncExitStack() as stack:
+            tx: asyncpg.Connection = conn or await stack.enter_async_context(self.pool.acquire())
+            await stack.enter_async_context(tx.transaction())
+            await self._write(tx, before, after, events, meta)
+            for created in linked:
+                await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
+            if child is not None:
+                await self._cancel_child(tx, child, parent=after, meta=meta)
         return after
+
+    async def _cancel_child(
+        self, conn: asyncpg.Connection, child_id: UUID, *, parent: JobState, meta: dict[str, Any] | None
+    ) -> None:
+        child = await jobs_projection.load_state(conn, child_id)
+        if child is None or child.is_terminal:
+            return
+        reason = f"its parent job {parent.job_id} stopped waiting for it ({parent.status})"
+        cancelled = JobCancelled(at=parent.updated_at, reason=reason, actor=f"job:{parent.job_id}")
+        await self.commit(child, (cancelled,), meta=meta, conn=conn, savepoint=False)
 
     async def _write(
         self,
@@ -96,6 +161,7 @@ class JobStore:
         events: Sequence[AnyEvent],
         meta: dict[str, Any] | None,
     ) -> None:
+        ended_now = after.is_terminal and not (before is not None and before.is_terminal)
         await commit(
             conn,
             job_id=after.job_id,
@@ -104,8 +170,9 @@ class JobStore:
             meta=meta,
             job_row=jobs_projection.job_row(after),
             step=step_change(before, after),
-            task_change=task_change(before, after, events),
-            task=after.task,
+            tasks=task_changes(before, after, events),
+            # A parent waits for this job: its step becomes due now, in this same statement.
+            wake=after.parent_job_id if ended_now else None,
         )
 
     async def create(
@@ -177,10 +244,12 @@ class JobStore:
         async with self.pool.acquire() as conn:
             await steps.retry(conn, job_id, delay_seconds=delay_seconds, instance=instance)
 
-    async def drop_claimed_step(self, step: steps.ClaimedStep, *, instance: str) -> None:
-        """Remove a stale step this instance holds."""
+    async def reschedule_claimed_step(
+        self, step: steps.ClaimedStep, *, instance: str, due: datetime | None
+    ) -> None:
+        """Hand back a step this instance holds with nothing to do now: due at ``due``, or removed."""
         async with self.pool.acquire() as conn:
-            await steps.drop_claimed(conn, step, instance=instance)
+            await steps.reschedule_claimed(conn, step, instance=instance, due=due)
 
     async def renew_step_leases(self, job_ids: list[UUID], *, lease_seconds: float, instance: str) -> None:
         """Extend the leases of steps this instance is still running."""

@@ -179,44 +179,53 @@ class WorkerService:
         ``TaskNotHeld`` for one this worker never held.
         """
         task_id, attempt = parse_task_id(raw_task_id)
-        for _ in range(_MAX_SETTLE_ATTEMPTS):
+        for tries in range(_MAX_SETTLE_ATTEMPTS):
             try:
-                return await self._settle(worker_id, task_id, attempt, status, data, error)
+                async with self._store.pool.acquire() as conn:
+                    if tries == 0:
+                        return await self._settle(conn, worker_id, task_id, attempt, status, data, error)
+                    # Someone else moved the job first: most often another branch of the same
+                    # fan-out. Queue behind them on the job's row instead of racing again.
+                    async with conn.transaction():
+                        await tasks.lock_job_of(conn, task_id)
+                        return await self._settle(conn, worker_id, task_id, attempt, status, data, error)
             except VersionConflict:
-                continue  # a client cancelled the job meanwhile: settle against the new state
+                continue  # settle against the job's new state
         raise VersionConflict(f"task {raw_task_id} could not be settled: its job kept moving")
 
     async def _settle(
-        self, worker_id: str, task_id: UUID, attempt: int, status: str, data: Any, error: ErrorInfo | None
+        self,
+        conn: Any,
+        worker_id: str,
+        task_id: UUID,
+        attempt: int,
+        status: str,
+        data: Any,
+        error: ErrorInfo | None,
     ) -> ResultAnswer:
-        async with self._store.pool.acquire() as conn:
-            held = await tasks.find(conn, task_id)
-            job_id = held.job_id if held is not None else await tasks.find_dispatching_job(conn, task_id)
-            if job_id is None:
-                raise TaskNotFound(f"no task has the id {task_id}")
-            if held is not None and (held.attempt, held.worker_id) == (attempt, worker_id):
-                if held.status == "cancelled":
-                    # The watcher removes the row when its lease runs out; repeats meet it until then.
-                    return ResultAnswer(
-                        status="ignored", reason="job_cancelled", message="the job was cancelled"
-                    )
-                if held.status == "leased" and held.job is not None:
-                    await self._decide(conn, held.job, task_id, attempt, worker_id, status, data, error, held)
-                    return ResultAnswer(status="accepted")
-            answered, lost = await tasks.attempt_history(conn, job_id, task_id, attempt, worker_id)
-            if answered:
-                return ResultAnswer(
-                    status="ignored", reason="duplicate", message="this result was already taken"
-                )
-            if not lost:
-                raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
-            # A late result of an attempt this worker lost: recorded while the job lives, never applied.
-            state = await self._store.load(job_id, conn=conn)
-            if state is not None:
-                await self._decide(conn, state, task_id, attempt, worker_id, status, data, error, None)
-            return ResultAnswer(
-                status="ignored", reason="stale_task", message="a later attempt superseded this one"
-            )
+        held = await tasks.find(conn, task_id)
+        job_id = held.job_id if held is not None else await tasks.find_dispatching_job(conn, task_id)
+        if job_id is None:
+            raise TaskNotFound(f"no task has the id {task_id}")
+        if held is not None and (held.attempt, held.worker_id) == (attempt, worker_id):
+            if held.status == "cancelled":
+                # The watcher removes the row when its lease runs out; repeats meet it until then.
+                return ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
+            if held.status == "leased" and held.job is not None:
+                await self._decide(conn, held.job, task_id, attempt, worker_id, status, data, error, held)
+                return ResultAnswer(status="accepted")
+        answered, lost = await tasks.attempt_history(conn, job_id, task_id, attempt, worker_id)
+        if answered:
+            return ResultAnswer(status="ignored", reason="duplicate", message="this result was already taken")
+        if not lost:
+            raise TaskNotHeld(f"task {task_id} attempt {attempt} is not held by worker {worker_id!r}")
+        # A late result of an attempt this worker lost: recorded while the job lives, never applied.
+        state = await self._store.load(job_id, conn=conn)
+        if state is not None:
+            await self._decide(conn, state, task_id, attempt, worker_id, status, data, error, None)
+        return ResultAnswer(
+            status="ignored", reason="stale_task", message="a later attempt superseded this one"
+        )
 
     async def _decide(
         self,

@@ -33,9 +33,17 @@ from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import migrate
 from chronik.adapters.postgres.pool import create_pool
+from chronik.core.actions import check_timeout
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_approval, decide_cancel, decide_create
-from chronik.core.errors import BlueprintError, BlueprintNotFound, InvalidInput, JobNotFound, VersionConflict
+from chronik.core.errors import (
+    ActionError,
+    BlueprintError,
+    BlueprintNotFound,
+    InvalidInput,
+    JobNotFound,
+    VersionConflict,
+)
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
 from chronik.core.retry import RetryPolicy
@@ -134,7 +142,7 @@ class Engine:
             self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
             self._database_url = self._embedded.dsn
         self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
-        self._store = JobStore(self._pool)
+        self._store = JobStore(self._pool, self.blueprints)
         if run_migrations:
             async with self._pool.acquire() as conn:
                 applied = await migrate(conn)
@@ -239,17 +247,25 @@ class Engine:
         *,
         actor: str = "",
         idempotency_key: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> JobState:
         """Create a job of ``blueprint`` (a name or the object) and queue its first step.
 
         With ``idempotency_key``, the same actor and key within 24 hours return the
-        job the first call created, and create nothing.
+        job the first call created, and create nothing. ``timeout_seconds`` is how long
+        the job may run before it fails with ``JOB_TIMEOUT`` (default: the blueprint's).
         """
         name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
         found = self.blueprints.get(name)
         if found is None:
             raise BlueprintNotFound(f"no blueprint named {name!r} is registered")
-        events = decide_create(uuid4(), found, dict(initial_data or {}), _now())
+        try:
+            check_timeout("timeout_seconds", timeout_seconds)
+        except ActionError as exc:
+            raise InvalidInput(exc.message) from None
+        events = decide_create(
+            uuid4(), found, dict(initial_data or {}), _now(), timeout_seconds=timeout_seconds
+        )
         job, _created = await self.store.create(
             events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key
         )

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+from .actions import check_timeout
 from .conditions import Condition, parse_condition
-from .errors import BlueprintError
+from .errors import ActionError, BlueprintError
 from .injection import Parameter, plan_arguments
 
 __all__ = [
@@ -44,7 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRANSITION_METHODS = frozenset({"transition_to"})
-_DICT_TRANSITION_METHODS = frozenset({"dispatch_task", "await_human_approval"})
+_DICT_TRANSITION_METHODS = frozenset({"dispatch_task", "await_human_approval", "run_blueprint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,11 @@ class StateSpec:
     """The states the handler can move to; ``None`` when they cannot be known statically."""
     edges: tuple[tuple[str, str], ...] = ()
     """The same, as (target, label) pairs for drawing: the label names a task and its status."""
+    timeout_seconds: float | None = None
+    """How long a job may stay in this state; past it, it moves to ``on_timeout`` or fails."""
+    on_timeout: str | None = None
+    is_aggregator: bool = False
+    """Registered with ``aggregator_for``: the fan-in state of a ``dispatch_parallel``."""
 
 
 def normalize_endpoint(endpoint: str, *, blueprint: str) -> str:
@@ -99,12 +105,16 @@ class Blueprint:
         *,
         description: str = "",
         data_stores: dict[str, Any] | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         """A blueprint named ``name``, creating jobs at ``POST /api/v1/jobs/{api_endpoint}``.
 
         ``data_stores`` are objects its handlers share (a cache, a client), injected as
         ``data_stores`` (``data_stores.cache``). They live in the process, not in the
         log: whatever a handler derives from them and wants kept goes into state_history.
+
+        ``timeout_seconds`` is how long a job of this blueprint may live; past it, the job
+        fails with ``JOB_TIMEOUT`` wherever it is (a client may set its own per job).
         """
         if not isinstance(name, str) or not name.strip():
             raise BlueprintError(f"a blueprint needs a non-empty name, got {name!r}")
@@ -119,6 +129,11 @@ class Blueprint:
         if bad:
             raise BlueprintError(f"blueprint {name!r}: data store names must be identifiers, got {bad!r}")
         self.data_stores = SimpleNamespace(**stores)
+        try:
+            check_timeout(f"blueprint {name!r}", timeout_seconds)
+        except ActionError as exc:
+            raise BlueprintError(exc.message) from None
+        self.timeout_seconds = timeout_seconds
 
     def __repr__(self) -> str:
         return f"Blueprint({self.name!r}, api_endpoint={self.api_endpoint!r}, states={list(self.states)})"
@@ -131,6 +146,8 @@ class Blueprint:
         is_end: bool = False,
         is_failure: bool = False,
         transitions: Iterable[str] | None = None,
+        timeout_seconds: float | None = None,
+        on_timeout: str | None = None,
     ) -> _Registration:
         """Register the handler of ``state``; ``.when("condition")`` registers a conditional one.
 
@@ -141,18 +158,71 @@ class Blueprint:
             is_failure: With ``is_end``: a job ending here has failed rather than finished.
             transitions: The states the handler may move to, when its source does not
                 show them as literal ``actions.transition_to("...")`` calls.
+            timeout_seconds: How long a job may stay in this state, waiting on whatever
+                its handler started (a task, a fan-out, a person, a child job); the
+                deadline is a row in PostgreSQL and survives restarts.
+            on_timeout: The state a job moves to when that deadline passes; without it
+                the job fails with ``STATE_TIMEOUT``.
 
         ``@bp.handler_for("route").when("initial_data.total > 100")`` registers a handler
         that runs instead of the state's plain (default) handler when the condition
         holds; conditions are tried in the order registered (see ``core.conditions``).
         """
-        flags = is_start or is_end or is_failure
+        return self._registration(
+            state,
+            is_start=is_start,
+            is_end=is_end,
+            is_failure=is_failure,
+            transitions=transitions,
+            timeout_seconds=timeout_seconds,
+            on_timeout=on_timeout,
+            is_aggregator=False,
+        )
+
+    def aggregator_for(
+        self,
+        state: str,
+        *,
+        transitions: Iterable[str] | None = None,
+        timeout_seconds: float | None = None,
+        on_timeout: str | None = None,
+    ) -> _Registration:
+        """Register the fan-in handler of ``state``, where ``dispatch_parallel(aggregate_into=state)`` leads.
+
+        It runs once, after every branch is in, and may ask for ``aggregation_results``.
+        Otherwise it is a handler like any other (and may itself be an end state's).
+        """
+        return self._registration(
+            state,
+            is_start=False,
+            is_end=False,
+            is_failure=False,
+            transitions=transitions,
+            timeout_seconds=timeout_seconds,
+            on_timeout=on_timeout,
+            is_aggregator=True,
+        )
+
+    def _registration(
+        self,
+        state: str,
+        *,
+        is_start: bool,
+        is_end: bool,
+        is_failure: bool,
+        transitions: Iterable[str] | None,
+        timeout_seconds: float | None,
+        on_timeout: str | None,
+        is_aggregator: bool,
+    ) -> _Registration:
+        flags = is_start or is_end or is_failure or timeout_seconds is not None or on_timeout is not None
 
         def when(expression: str) -> Callable[[F], F]:
             where = f"blueprint {self.name!r}, state {state!r}"
             if flags:
                 raise BlueprintError(
-                    f"{where}: set is_start/is_end/is_failure on the plain handler, not on .when()"
+                    f"{where}: set is_start/is_end/is_failure/timeout_seconds/on_timeout on the plain "
+                    "handler, not on .when()"
                 )
             condition = parse_condition(expression, where=where)
 
@@ -182,9 +252,19 @@ class Blueprint:
                 raise BlueprintError(f"{where}: a handler is already registered for this state")
             if is_failure and not is_end:
                 raise BlueprintError(f"{where}: is_failure=True needs is_end=True")
+            try:
+                check_timeout(where, timeout_seconds)
+            except ActionError as exc:
+                raise BlueprintError(exc.message) from None
+            if on_timeout is not None and timeout_seconds is None:
+                raise BlueprintError(f"{where}: on_timeout needs timeout_seconds")
+            if on_timeout is not None and (not isinstance(on_timeout, str) or not on_timeout):
+                raise BlueprintError(f"{where}: on_timeout must name a state, got {on_timeout!r}")
             if not callable(func):
                 raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
             edges = _declared_or_found(transitions, func)
+            if edges is not None and on_timeout is not None:
+                edges = (*edges, (on_timeout, f"timeout {timeout_seconds:g} s"))
             targets = None if edges is None else frozenset(target for target, _label in edges)
             self.states[state] = StateSpec(
                 name=state,
@@ -195,6 +275,9 @@ class Blueprint:
                 is_failure=is_failure,
                 transitions=targets,
                 edges=edges or (),
+                timeout_seconds=timeout_seconds,
+                on_timeout=on_timeout,
+                is_aggregator=is_aggregator,
             )
             return func
 
@@ -246,6 +329,12 @@ class Blueprint:
                 f"blueprint {self.name!r} has {len(starts)} start states ({', '.join(map(repr, starts))}); "
                 "exactly one handler may have is_start=True"
             )
+        for spec in self.states.values():
+            if spec.on_timeout is not None and spec.on_timeout not in self.states:
+                raise BlueprintError(
+                    f"blueprint {self.name!r}, state {spec.name!r}: on_timeout names unknown state "
+                    f"{spec.on_timeout!r}"
+                )
         warnings: list[str] = []
         for spec, transitions in ((s, t) for s in self.states.values() for t in self.routes(s.name)):
             if transitions is None:
@@ -328,7 +417,12 @@ def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr
-        if method == "sleep":
+        if method == "dispatch_parallel":
+            into = _keyword(node, "aggregate_into")
+            if not (isinstance(into, ast.Constant) and isinstance(into.value, str)):
+                return None
+            edges.append((into.value, "fan-out: all branches in"))
+        elif method == "sleep":
             then = _keyword(node, "then") or (node.args[1] if len(node.args) > 1 else None)
             if not (isinstance(then, ast.Constant) and isinstance(then.value, str)):
                 return None
@@ -342,12 +436,14 @@ def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
             mapping = _keyword(node, "transitions")
             if not isinstance(mapping, ast.Dict):
                 return None
-            task = node.args[0] if node.args else _keyword(node, "task_type")
+            task = node.args[0] if node.args else _keyword(node, "task_type") or _keyword(node, "blueprint")
             task_name = (
                 task.value if isinstance(task, ast.Constant) and isinstance(task.value, str) else "task"
             )
             if method == "await_human_approval":
                 task_name = "approval"
+            elif method == "run_blueprint":
+                task_name = f"child {task_name}" if task_name != "task" else "child"
             for key, value in zip(mapping.keys, mapping.values, strict=True):
                 if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
                     return None

@@ -6,14 +6,14 @@ and appends. Deciding again after a version conflict is always safe.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 from uuid import UUID, uuid4
 
 import msgspec
 
-from .actions import Action, AwaitApproval, DispatchTask, Sleep, TransitionTo
+from .actions import Action, AwaitApproval, DispatchParallel, DispatchTask, RunBlueprint, Sleep, TransitionTo
 from .blueprint import Blueprint
 from .errors import BlueprintError, InvalidDecision, JobNotAwaitingApproval, JobNotCancellable
 from .events import (
@@ -21,28 +21,36 @@ from .events import (
     ApprovalGiven,
     ApprovalRequested,
     ApprovalTimedOut,
+    BranchesJoined,
+    BranchSpec,
+    ChildEnded,
+    ChildStarted,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
     JobCreated,
     JobFailed,
     JobFinished,
+    ParallelDispatched,
     StateEntered,
     TaskDispatched,
+    TimedOut,
     TimerFired,
     TimerStarted,
 )
-from .state import ACTIVE_STATUSES, JobState, JobStatus
+from .state import ACTIVE_STATUSES, JobState, JobStatus, result_of
 
 __all__ = [
     "HandlerOutcome",
     "decide_approval",
     "decide_cancel",
+    "decide_child_ended",
     "decide_create",
+    "decide_due",
     "decide_step",
-    "decide_timer",
     "history_diff",
     "needs_step",
+    "stamp_state_deadlines",
     "wakes_at",
 ]
 
@@ -67,17 +75,58 @@ def history_diff(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[st
 
 
 def decide_create(
-    job_id: UUID, blueprint: Blueprint, initial_data: dict[str, Any], at: datetime
+    job_id: UUID,
+    blueprint: Blueprint,
+    initial_data: dict[str, Any],
+    at: datetime,
+    *,
+    parent_job_id: UUID | None = None,
+    timeout_seconds: float | None = None,
 ) -> tuple[AnyEvent, ...]:
-    """The events that create a job."""
+    """The events that create a job; ``timeout_seconds`` overrides the blueprint's job timeout."""
     start = blueprint.start_state
     if start is None:
         raise BlueprintError(f"blueprint {blueprint.name!r} has no start state")
+    job_timeout = timeout_seconds if timeout_seconds is not None else blueprint.timeout_seconds
+    spec = blueprint.states[start]
     return (
         JobCreated(
-            at=at, job_id=job_id, blueprint=blueprint.name, start_state=start, initial_data=initial_data
+            at=at,
+            job_id=job_id,
+            blueprint=blueprint.name,
+            start_state=start,
+            initial_data=initial_data,
+            parent_job_id=parent_job_id,
+            deadline_at=None if job_timeout is None else at + timedelta(seconds=job_timeout),
+            state_deadline_at=None
+            if spec.timeout_seconds is None
+            else at + timedelta(seconds=spec.timeout_seconds),
+            on_timeout=spec.on_timeout,
         ),
     )
+
+
+def stamp_state_deadlines(blueprint: Blueprint | None, events: Sequence[AnyEvent]) -> tuple[AnyEvent, ...]:
+    """Write each entered state's deadline (its handler's ``timeout_seconds``) into the event.
+
+    Deciders that move a job on a worker's result or a person's decision do not see
+    the blueprint; the store stamps their events before appending, so the fold (and
+    any replay) finds the deadline in the log and never needs the blueprint.
+    """
+    if blueprint is None:
+        return tuple(events)
+    stamped: list[AnyEvent] = []
+    for event in events:
+        if isinstance(event, StateEntered | BranchesJoined) and event.state_deadline_at is None:
+            spec = blueprint.states.get(event.state)
+            if spec is not None and spec.timeout_seconds is not None:
+                event = msgspec.structs.replace(
+                    event,
+                    state_deadline_at=event.at + timedelta(seconds=spec.timeout_seconds),
+                    on_timeout=spec.on_timeout,
+                )
+        stamped.append(event)
+    return tuple(stamped)
 
 
 def decide_step(
@@ -87,8 +136,12 @@ def decide_step(
     at: datetime,
     *,
     new_id: Callable[[], UUID] = uuid4,
+    blueprints: Container[str] = (),
 ) -> tuple[AnyEvent, ...]:
-    """The events that follow one handler run of the job's current state."""
+    """The events that follow one handler run of the job's current state.
+
+    ``blueprints`` are the names a child job may be started of (``run_blueprint``).
+    """
     if outcome.state != state.current_state or state.status not in ACTIVE_STATUSES:
         # The job moved on while the handler ran (cancelled, or another instance won): drop the outcome.
         return ()
@@ -196,6 +249,48 @@ def decide_step(
                     removed=outcome.removed,
                 ),
             )
+        case DispatchParallel(branches=branches, aggregate_into=into):
+            if refused := _unknown_targets(state, blueprint, {"aggregate_into": into}, "fanned out", at):
+                return refused
+            return (
+                ParallelDispatched(
+                    at=at,
+                    state=spec.name,
+                    aggregate_into=into,
+                    branches=tuple(
+                        BranchSpec(
+                            task_id=new_id(),
+                            task_type=branch.task_type,
+                            params=branch.params,
+                            timeout_seconds=branch.timeout_seconds,
+                            max_retries=branch.max_retries,
+                            priority=branch.priority,
+                        )
+                        for branch in branches
+                    ),
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
+        case RunBlueprint() as run:
+            if run.blueprint not in blueprints:
+                message = f"the handler of state {spec.name!r} ran unknown blueprint {run.blueprint!r}"
+                return _fail(state, _action_error(message), at)
+            if refused := _unknown_targets(
+                state, blueprint, run.transitions, f"ran blueprint {run.blueprint!r}", at
+            ):
+                return refused
+            return (
+                ChildStarted(
+                    at=at,
+                    state=spec.name,
+                    child_job_id=new_id(),
+                    blueprint=run.blueprint,
+                    transitions=run.transitions,
+                    updates=outcome.updates,
+                    removed=outcome.removed,
+                ),
+            )
         case _:
             assert_never(outcome.action)
 
@@ -228,38 +323,98 @@ def decide_approval(
     )
 
 
-def decide_timer(state: JobState, at: datetime) -> tuple[AnyEvent, ...]:
-    """A due timer fires: a sleep ends, or an approval times out. Nothing when the job waits no more."""
+def decide_due(state: JobState, now: datetime, at: datetime) -> tuple[AnyEvent, ...]:
+    """The job's earliest wake time that has come by ``now`` fires; nothing when none has.
+
+    In order of precedence at equal times: the job's deadline, the state's deadline,
+    an approval's deadline, a sleep's end. ``now`` is the database's clock (the one
+    that made the step due); ``at`` stamps the events.
+    """
+    if state.is_terminal:
+        return ()
+    if state.deadline_at is not None and state.deadline_at <= now:
+        error = ErrorInfo(
+            code="JOB_TIMEOUT", message=f"the job ran past its deadline {state.deadline_at.isoformat()}"
+        )
+        return (
+            TimedOut(at=at, scope="job", state=state.current_state, deadline_at=state.deadline_at),
+            JobFailed(at=at, state=state.current_state, error=error),
+        )
+    if state.state_deadline_at is not None and state.state_deadline_at <= now:
+        timed_out = TimedOut(
+            at=at, scope="state", state=state.current_state, deadline_at=state.state_deadline_at
+        )
+        if state.on_timeout is not None:
+            return (timed_out, StateEntered(at=at, state=state.on_timeout, from_state=state.current_state))
+        error = ErrorInfo(
+            code="STATE_TIMEOUT", message=f"the job stayed in state {state.current_state!r} past its timeout"
+        )
+        return (timed_out, JobFailed(at=at, state=state.current_state, error=error))
     approval = state.approval
     if (
         state.status == JobStatus.WAITING_FOR_HUMAN
         and approval is not None
         and approval.timeout_at is not None
+        and approval.timeout_at <= now
     ):
-        timed_out = ApprovalTimedOut(at=at, state=approval.state)
+        approval_timed_out = ApprovalTimedOut(at=at, state=approval.state)
         target = approval.transitions.get("timeout")
         if target is not None:
-            return (timed_out, StateEntered(at=at, state=target, from_state=approval.state))
+            return (approval_timed_out, StateEntered(at=at, state=target, from_state=approval.state))
         error = ErrorInfo(
             code="APPROVAL_TIMEOUT", message=f"nobody decided on state {approval.state!r} in time"
         )
-        return (timed_out, JobFailed(at=at, state=approval.state, error=error))
+        return (approval_timed_out, JobFailed(at=at, state=approval.state, error=error))
     timer = state.timer
-    if state.status != JobStatus.WAITING_FOR_TIMER or timer is None:
+    if state.status == JobStatus.WAITING_FOR_TIMER and timer is not None and timer.fire_at <= now:
+        return (
+            TimerFired(at=at, state=timer.state, then=timer.then),
+            StateEntered(at=at, state=timer.then, from_state=timer.state),
+        )
+    return ()
+
+
+def decide_child_ended(state: JobState, child: JobState, at: datetime) -> tuple[AnyEvent, ...]:
+    """A job's child ended: the job moves on by the child's outcome. Nothing while the child runs."""
+    waiting = state.child
+    if state.status != JobStatus.WAITING_FOR_CHILD or waiting is None or waiting.job_id != child.job_id:
         return ()
-    return (
-        TimerFired(at=at, state=timer.state, then=timer.then),
-        StateEntered(at=at, state=timer.then, from_state=timer.state),
+    if not child.is_terminal:
+        return ()
+    result = result_of(child)
+    ended = ChildEnded(
+        at=at, child_job_id=child.job_id, status=child.status, result=result, error=child.error
     )
+    if child.status == JobStatus.FINISHED:
+        target = waiting.transitions.get("success")
+    elif child.status == JobStatus.CANCELLED:
+        target = waiting.transitions.get("cancelled", waiting.transitions.get("failure"))
+    else:
+        target = waiting.transitions.get("failure")
+    if target is None:
+        reason = child.error.message if child.error is not None else child.status
+        error = ErrorInfo(
+            code="CHILD_FAILED",
+            message=f"child job {child.job_id} of blueprint {child.blueprint!r} ended {child.status!r} "
+            f"({reason}) and state {waiting.state!r} has no transition for it",
+        )
+        return (ended, JobFailed(at=at, state=waiting.state, error=error))
+    # A finished child's result is merged like a worker's: only an object, top-level keys.
+    updates = result if child.status == JobStatus.FINISHED and isinstance(result, dict) else {}
+    return (ended, StateEntered(at=at, state=target, from_state=waiting.state, updates=updates))
 
 
 def wakes_at(state: JobState) -> datetime | None:
-    """When a waiting job must be looked at again: a sleep's end, or an approval's deadline."""
+    """When the job must be looked at again without anyone asking: its earliest deadline or timer."""
+    if state.is_terminal:
+        return None
+    times = [state.deadline_at, state.state_deadline_at]
     if state.status == JobStatus.WAITING_FOR_TIMER and state.timer is not None:
-        return state.timer.fire_at
+        times.append(state.timer.fire_at)
     if state.status == JobStatus.WAITING_FOR_HUMAN and state.approval is not None:
-        return state.approval.timeout_at
-    return None
+        times.append(state.approval.timeout_at)
+    due = [time for time in times if time is not None]
+    return min(due) if due else None
 
 
 def needs_step(state: JobState) -> bool:

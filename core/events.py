@@ -21,6 +21,11 @@ __all__ = [
     "ApprovalGiven",
     "ApprovalRequested",
     "ApprovalTimedOut",
+    "BranchFailed",
+    "BranchSpec",
+    "BranchesJoined",
+    "ChildEnded",
+    "ChildStarted",
     "ErrorInfo",
     "Event",
     "HandlerFailed",
@@ -30,6 +35,7 @@ __all__ = [
     "JobFinished",
     "JobQuarantined",
     "JobRetried",
+    "ParallelDispatched",
     "StateEntered",
     "TaskCompleted",
     "TaskDispatched",
@@ -37,6 +43,7 @@ __all__ = [
     "TaskLost",
     "TaskResultIgnored",
     "TaskRetryScheduled",
+    "TimedOut",
     "TimerFired",
     "TimerStarted",
     "decode_event",
@@ -68,6 +75,13 @@ class JobCreated(Event, frozen=True, tag="JobCreated"):
     blueprint: str
     start_state: str
     initial_data: dict[str, Any] = {}
+    parent_job_id: UUID | None = None
+    """The job that started this one with ``actions.run_blueprint``; it resumes when this one ends."""
+    deadline_at: datetime | None = None
+    """The job's own timeout: past it, the job fails with ``JOB_TIMEOUT``."""
+    state_deadline_at: datetime | None = None
+    """The start state's timeout (see ``StateEntered.state_deadline_at``)."""
+    on_timeout: str | None = None
 
 
 class StateEntered(Event, frozen=True, tag="StateEntered"):
@@ -81,6 +95,13 @@ class StateEntered(Event, frozen=True, tag="StateEntered"):
     from_state: str
     updates: dict[str, Any] = {}
     removed: tuple[str, ...] = ()
+    state_deadline_at: datetime | None = None
+    """When the job must have left ``state``, from ``handler_for(..., timeout_seconds=)``.
+
+    Written into the event when it is appended, so the fold never needs the blueprint.
+    """
+    on_timeout: str | None = None
+    """Where the job goes when that deadline passes; it fails with ``STATE_TIMEOUT`` when None."""
 
 
 class HandlerFailed(Event, frozen=True, tag="HandlerFailed"):
@@ -244,6 +265,79 @@ class TimerFired(Event, frozen=True, tag="TimerFired"):
     then: str
 
 
+class TimedOut(Event, frozen=True, tag="TimedOut"):
+    """A deadline passed in ``state``: the job's own (``scope="job"``) or the state's (``"state"``).
+
+    Whatever the job waited on is abandoned; a JobFailed or a StateEntered of the
+    state's ``on_timeout`` follows in the same append.
+    """
+
+    scope: str
+    state: str
+    deadline_at: datetime
+
+
+class BranchSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One task of a fan-out, as dispatched."""
+
+    task_id: UUID
+    task_type: str
+    params: dict[str, Any] = {}
+    timeout_seconds: float | None = None
+    max_retries: int = 3
+    priority: int = 0
+
+
+class ParallelDispatched(Event, frozen=True, tag="ParallelDispatched"):
+    """The handler of ``state`` fanned out ``branches``; when every one is in, the job joins.
+
+    Branch results are the usual task events (TaskCompleted, TaskFailed, ...) with the
+    branch's ``task_id``; a BranchesJoined follows the last one.
+    """
+
+    state: str
+    aggregate_into: str
+    branches: tuple[BranchSpec, ...]
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+class BranchFailed(Event, frozen=True, tag="BranchFailed"):
+    """A branch failed for good (no retry left, or an error no retry can fix); the aggregator sees it."""
+
+    task_id: UUID
+    error: ErrorInfo
+
+
+class BranchesJoined(Event, frozen=True, tag="BranchesJoined"):
+    """Every branch is in: the job enters ``state`` (the aggregator's) with ``aggregation_results``."""
+
+    state: str
+    from_state: str
+    state_deadline_at: datetime | None = None
+    on_timeout: str | None = None
+
+
+class ChildStarted(Event, frozen=True, tag="ChildStarted"):
+    """The handler of ``state`` started ``child_job_id`` of ``blueprint``; the job waits for it to end."""
+
+    state: str
+    child_job_id: UUID
+    blueprint: str
+    transitions: dict[str, str]
+    updates: dict[str, Any] = {}
+    removed: tuple[str, ...] = ()
+
+
+class ChildEnded(Event, frozen=True, tag="ChildEnded"):
+    """The child job ended with ``status``; a StateEntered by the transitions (or a JobFailed) follows."""
+
+    child_job_id: UUID
+    status: str
+    result: Any = None
+    error: ErrorInfo | None = None
+
+
 AnyEvent = (
     JobCreated
     | StateEntered
@@ -264,6 +358,12 @@ AnyEvent = (
     | ApprovalTimedOut
     | TimerStarted
     | TimerFired
+    | TimedOut
+    | ParallelDispatched
+    | BranchFailed
+    | BranchesJoined
+    | ChildStarted
+    | ChildEnded
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -288,6 +388,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ApprovalTimedOut,
         TimerStarted,
         TimerFired,
+        TimedOut,
+        ParallelDispatched,
+        BranchFailed,
+        BranchesJoined,
+        ChildStarted,
+        ChildEnded,
     )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""

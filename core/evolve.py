@@ -17,6 +17,10 @@ from .events import (
     ApprovalGiven,
     ApprovalRequested,
     ApprovalTimedOut,
+    BranchesJoined,
+    BranchFailed,
+    ChildEnded,
+    ChildStarted,
     ErrorInfo,
     HandlerFailed,
     JobCancelled,
@@ -25,6 +29,7 @@ from .events import (
     JobFinished,
     JobQuarantined,
     JobRetried,
+    ParallelDispatched,
     StateEntered,
     TaskCompleted,
     TaskDispatched,
@@ -32,10 +37,20 @@ from .events import (
     TaskLost,
     TaskResultIgnored,
     TaskRetryScheduled,
+    TimedOut,
     TimerFired,
     TimerStarted,
 )
-from .state import ApprovalState, JobState, JobStatus, TaskState, TimerState
+from .state import (
+    ApprovalState,
+    BranchState,
+    ChildState,
+    FanOutState,
+    JobState,
+    JobStatus,
+    TaskState,
+    TimerState,
+)
 
 __all__ = ["EventOutOfOrder", "evolve", "fold", "replay"]
 
@@ -59,6 +74,10 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             version=1,
             created_at=event.at,
             updated_at=event.at,
+            parent_job_id=event.parent_job_id,
+            deadline_at=event.deadline_at,
+            state_deadline_at=event.state_deadline_at,
+            on_timeout=event.on_timeout,
         )
     version = state.version + 1
     match event:
@@ -71,6 +90,9 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 current_state=target,
                 state_history=_merge(state.state_history, updates, removed),
                 task=None,
+                aggregation_results=None,
+                state_deadline_at=event.state_deadline_at,
+                on_timeout=event.on_timeout,
                 version=version,
                 updated_at=event.at,
             )
@@ -97,15 +119,74 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.WAITING_FOR_WORKER,
                 state_history=_merge(state.state_history, event.updates, event.removed),
                 task=task,
+                aggregation_results=None,
                 version=version,
                 updated_at=event.at,
             )
-        case TaskCompleted():
+        case ParallelDispatched():
+            branches = {
+                str(spec.task_id): BranchState(
+                    task=TaskState(
+                        task_id=spec.task_id,
+                        task_type=spec.task_type,
+                        state=event.state,
+                        params=dict(spec.params),
+                        transitions={},
+                        timeout_seconds=spec.timeout_seconds,
+                        max_retries=spec.max_retries,
+                        priority=spec.priority,
+                        attempt=1,
+                        first_attempt=1,
+                        available_at=event.at,
+                        dispatched_at=event.at,
+                    )
+                )
+                for spec in event.branches
+            }
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_WORKER,
+                state_history=_merge(state.state_history, event.updates, event.removed),
+                fan_out=FanOutState(
+                    state=event.state, aggregate_into=event.aggregate_into, branches=branches
+                ),
+                aggregation_results=None,
+                version=version,
+                updated_at=event.at,
+            )
+        case TaskCompleted(task_id=task_id, status=status, data=data):
+            if (branch := _branch(state, task_id)) is not None:
+                outcome = {"task_type": branch.task.task_type, "status": status, "data": data}
+                return _settle_branch(state, task_id, outcome, version, event.at)
             # A StateEntered (or a JobFailed for an unexpected status) always follows in the same append.
             return replace(state, status=JobStatus.RUNNING, version=version, updated_at=event.at)
-        case TaskRetryScheduled(attempt=attempt, delay_seconds=delay):
-            task = _task(state)
+        case BranchFailed(task_id=task_id, error=error):
+            branch = _branch(state, task_id)
+            if branch is None:
+                raise EventOutOfOrder(f"job {state.job_id} has no branch {task_id}")
+            outcome = {"task_type": branch.task.task_type, "status": "failure", "error": _builtins(error)}
+            return _settle_branch(state, task_id, outcome, version, event.at)
+        case BranchesJoined():
+            fan_out = state.fan_out
+            if fan_out is None:
+                raise EventOutOfOrder(f"job {state.job_id} has no fan-out to join at version {state.version}")
+            return replace(
+                state,
+                status=JobStatus.RUNNING,
+                current_state=event.state,
+                fan_out=None,
+                aggregation_results={key: branch.outcome for key, branch in fan_out.branches.items()},
+                state_deadline_at=event.state_deadline_at,
+                on_timeout=event.on_timeout,
+                version=version,
+                updated_at=event.at,
+            )
+        case TaskRetryScheduled(task_id=task_id, attempt=attempt, delay_seconds=delay):
             available = event.at + timedelta(seconds=delay)
+            if (branch := _branch(state, task_id)) is not None:
+                task = replace(branch.task, attempt=attempt, available_at=available)
+                return _replace_branch(state, task_id, replace(branch, task=task), version, event.at)
+            task = _task(state)
             return replace(
                 state,
                 status=JobStatus.WAITING_FOR_WORKER,
@@ -140,6 +221,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.WAITING_FOR_HUMAN,
                 state_history=_merge(state.state_history, event.updates, event.removed),
                 approval=approval,
+                aggregation_results=None,
                 version=version,
                 updated_at=event.at,
             )
@@ -150,6 +232,41 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.WAITING_FOR_TIMER,
                 state_history=_merge(state.state_history, event.updates, event.removed),
                 timer=timer,
+                aggregation_results=None,
+                version=version,
+                updated_at=event.at,
+            )
+        case ChildStarted():
+            child = ChildState(
+                job_id=event.child_job_id,
+                blueprint=event.blueprint,
+                state=event.state,
+                transitions=dict(event.transitions),
+            )
+            return replace(
+                state,
+                status=JobStatus.WAITING_FOR_CHILD,
+                state_history=_merge(state.state_history, event.updates, event.removed),
+                child=child,
+                children=(*state.children, event.child_job_id),
+                aggregation_results=None,
+                version=version,
+                updated_at=event.at,
+            )
+        case ChildEnded():
+            # A StateEntered (or a JobFailed) always follows in the same append and moves the job on.
+            return replace(state, child=None, version=version, updated_at=event.at)
+        case TimedOut():
+            # Whatever the job waited on is abandoned; its task rows are withdrawn, its child cancelled.
+            return replace(
+                state,
+                task=None,
+                approval=None,
+                timer=None,
+                fan_out=None,
+                child=None,
+                state_deadline_at=None,
+                on_timeout=None,
                 version=version,
                 updated_at=event.at,
             )
@@ -164,6 +281,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 state,
                 status=JobStatus.FINISHED,
                 state_history=_merge(state.state_history, updates, removed),
+                aggregation_results=None,
                 version=version,
                 updated_at=event.at,
                 finished_at=event.at,
@@ -174,6 +292,11 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.FAILED,
                 state_history=_merge(state.state_history, updates, removed),
                 error=error,
+                approval=None,
+                timer=None,
+                fan_out=None,
+                child=None,
+                aggregation_results=None,
                 version=version,
                 updated_at=event.at,
                 finished_at=event.at,
@@ -185,6 +308,9 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 error=ErrorInfo(code="CANCELLED", message=reason or "cancelled"),
                 approval=None,
                 timer=None,
+                fan_out=None,
+                child=None,
+                aggregation_results=None,
                 version=version,
                 updated_at=event.at,
                 finished_at=event.at,
@@ -214,6 +340,32 @@ def _task(state: JobState) -> TaskState:
     if state.task is None:
         raise EventOutOfOrder(f"job {state.job_id} has no task at version {state.version}")
     return state.task
+
+
+def _branch(state: JobState, task_id: Any) -> BranchState | None:
+    if state.fan_out is None:
+        return None
+    return state.fan_out.branches.get(str(task_id))
+
+
+def _replace_branch(state: JobState, task_id: Any, branch: BranchState, version: int, at: Any) -> JobState:
+    assert state.fan_out is not None
+    branches = dict(state.fan_out.branches)
+    branches[str(task_id)] = branch
+    return replace(state, fan_out=replace(state.fan_out, branches=branches), version=version, updated_at=at)
+
+
+def _settle_branch(state: JobState, task_id: Any, outcome: dict[str, Any], version: int, at: Any) -> JobState:
+    branch = _branch(state, task_id)
+    assert branch is not None
+    return _replace_branch(state, task_id, replace(branch, outcome=outcome), version, at)
+
+
+def _builtins(error: ErrorInfo) -> dict[str, Any]:
+    built: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.type is not None:
+        built["type"] = error.type
+    return built
 
 
 def _merge(history: dict[str, Any], updates: dict[str, Any], removed: tuple[str, ...]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ BUILTIN_ARGUMENTS = (
     "context",
     "current_state",
     "data_stores",
+    "aggregation_results",
 )
 
 
@@ -64,6 +65,8 @@ class JobContext:
     actions: Actions
     data_stores: SimpleNamespace = field(default_factory=SimpleNamespace)
     """The blueprint's data stores by name (``data_stores.cache``), shared by all its jobs."""
+    aggregation_results: dict[str, Any] = field(default_factory=dict)
+    """In an aggregator's run: each branch's outcome by task id; empty otherwise."""
 
 
 def plan_arguments(func: Callable[..., Any], *, where: str) -> tuple[Parameter, ...]:
@@ -93,6 +96,7 @@ def build_arguments(params: tuple[Parameter, ...], context: JobContext) -> dict[
         "context": context,
         "current_state": context.current_state,
         "data_stores": context.data_stores,
+        "aggregation_results": context.aggregation_results,
     }
     kwargs: dict[str, Any] = {}
     for param in params:

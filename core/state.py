@@ -14,10 +14,14 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "ApprovalState",
+    "BranchState",
+    "ChildState",
+    "FanOutState",
     "JobState",
     "JobStatus",
     "TaskState",
     "TimerState",
+    "pending_tasks",
     "result_of",
 ]
 
@@ -29,6 +33,7 @@ class JobStatus:
     WAITING_FOR_WORKER: Final = "waiting_for_worker"
     WAITING_FOR_HUMAN: Final = "waiting_for_human"
     WAITING_FOR_TIMER: Final = "waiting_for_timer"
+    WAITING_FOR_CHILD: Final = "waiting_for_child"
     QUARANTINED: Final = "quarantined"
     FINISHED: Final = "finished"
     FAILED: Final = "failed"
@@ -86,6 +91,36 @@ class TimerState(msgspec.Struct, frozen=True, kw_only=True):
     then: str
 
 
+class BranchState(msgspec.Struct, frozen=True, kw_only=True):
+    """One branch of a fan-out: its task and, once it is in, its outcome."""
+
+    task: TaskState
+    outcome: dict[str, Any] | None = None
+    """``{"task_type", "status", "data"}``, or ``{"task_type", "status": "failure", "error"}``."""
+
+
+class FanOutState(msgspec.Struct, frozen=True, kw_only=True):
+    """The branches a job waits on; keys are the branches' task ids as strings."""
+
+    state: str
+    aggregate_into: str
+    branches: dict[str, BranchState]
+
+    @property
+    def pending(self) -> int:
+        """How many branches are not in yet."""
+        return sum(1 for branch in self.branches.values() if branch.outcome is None)
+
+
+class ChildState(msgspec.Struct, frozen=True, kw_only=True):
+    """The child job a job waits on."""
+
+    job_id: UUID
+    blueprint: str
+    state: str
+    transitions: dict[str, str]
+
+
 class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """A job as the fold of its stream sees it after ``version`` events.
 
@@ -106,11 +141,39 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     task: TaskState | None = None
     approval: ApprovalState | None = None
     timer: TimerState | None = None
+    fan_out: FanOutState | None = None
+    aggregation_results: dict[str, Any] | None = None
+    """The branches' outcomes by task id, for the aggregator's handler run; gone after it."""
+    child: ChildState | None = None
+    children: tuple[UUID, ...] = ()
+    """Every child job this job started, in order."""
+    parent_job_id: UUID | None = None
+    deadline_at: datetime | None = None
+    """The job's own deadline (``timeout_seconds`` of the job or its blueprint)."""
+    state_deadline_at: datetime | None = None
+    """The current state's deadline (``timeout_seconds`` of its handler)."""
+    on_timeout: str | None = None
+    """Where the current state's deadline leads; ``None``: the job fails."""
 
     @property
     def is_terminal(self) -> bool:
         """Whether the job has ended."""
         return self.status in TERMINAL_STATUSES
+
+
+def pending_tasks(state: JobState) -> dict[UUID, TaskState]:
+    """The task attempts the job waits on, by task id: the ones that have a row in the task queue."""
+    if state.status != JobStatus.WAITING_FOR_WORKER:
+        return {}
+    if state.task is not None:
+        return {state.task.task_id: state.task}
+    if state.fan_out is not None:
+        return {
+            branch.task.task_id: branch.task
+            for branch in state.fan_out.branches.values()
+            if branch.outcome is None
+        }
+    return {}
 
 
 def result_of(state: JobState) -> Any:

@@ -9,6 +9,8 @@ from uuid import UUID
 from .errors import JobNotRetryable
 from .events import (
     AnyEvent,
+    BranchesJoined,
+    BranchFailed,
     ErrorInfo,
     JobCancelled,
     JobFailed,
@@ -21,6 +23,7 @@ from .events import (
     TaskResultIgnored,
     TaskRetryScheduled,
 )
+from .evolve import fold
 from .retry import FAIL_CODES, QUARANTINE_CODES, RetryPolicy
 from .state import JobState, JobStatus, TaskState
 
@@ -56,11 +59,28 @@ class TaskResult:
 
 
 def current_attempt(state: JobState, task_id: UUID) -> TaskState | None:
-    """The job's task if ``task_id`` is the one it waits on now."""
-    task = state.task
-    if state.status != JobStatus.WAITING_FOR_WORKER or task is None or task.task_id != task_id:
+    """The task ``task_id`` if the job waits on it now: its single task or a branch not yet in."""
+    if state.status != JobStatus.WAITING_FOR_WORKER:
         return None
-    return task
+    if state.task is not None:
+        return state.task if state.task.task_id == task_id else None
+    if state.fan_out is not None:
+        branch = state.fan_out.branches.get(str(task_id))
+        return branch.task if branch is not None and branch.outcome is None else None
+    return None
+
+
+def _is_branch(state: JobState) -> bool:
+    return state.fan_out is not None
+
+
+def _joined(state: JobState, events: tuple[AnyEvent, ...]) -> tuple[AnyEvent, ...]:
+    """The events, and a BranchesJoined after them when they bring in the fan-out's last branch."""
+    after = fold(events, state)
+    if after is None or after.fan_out is None or after.fan_out.pending or not events:
+        return events
+    fan_out = after.fan_out
+    return (*events, BranchesJoined(at=events[-1].at, state=fan_out.aggregate_into, from_state=fan_out.state))
 
 
 def decide_task_result(
@@ -99,6 +119,8 @@ def decide_task_result(
             data=result.data,
             claimed_at=result.claimed_at,
         )
+        if _is_branch(state):
+            return _joined(state, (failed, *_after_branch_failure(task, error, at, policy, rand)))
         return (failed, *_after_failure(task, error, at, policy, rand))
     completed = TaskCompleted(
         at=at,
@@ -109,6 +131,9 @@ def decide_task_result(
         data=result.data,
         claimed_at=result.claimed_at,
     )
+    if _is_branch(state):
+        # A branch has no transitions: whatever it returned is the aggregator's to judge.
+        return _joined(state, (completed,))
     target = task.transitions.get(result.status)
     if target is None and result.status == CANCELLED:
         return (
@@ -162,12 +187,14 @@ def decide_task_lost(
             message=f"worker {worker_id!r} stopped renewing its lease on attempt {attempt} of task "
             f"{task.task_type!r}",
         )
+    if _is_branch(state):
+        return _joined(state, (lost, *_after_branch_failure(task, error, at, policy, rand)))
     return (lost, *_after_failure(task, error, at, policy, rand))
 
 
 def decide_retry(state: JobState, at: datetime, *, actor: str = "") -> tuple[AnyEvent, ...]:
     """A person re-runs a quarantined job: its task is queued again with a fresh retry budget."""
-    if state.status != JobStatus.QUARANTINED or state.task is None:
+    if state.status != JobStatus.QUARANTINED or state.task is None:  # fan-outs never quarantine
         raise JobNotRetryable(
             f"job {state.job_id} is {state.status!r}; only a quarantined job can be retried"
         )
@@ -185,20 +212,44 @@ def _after_failure(
             return (StateEntered(at=at, state=target, from_state=task.state),)
         return (JobFailed(at=at, state=task.state, error=error),)
     if task.retries_left > 0:
-        retry = task.attempt - task.first_attempt + 1
-        return (
-            TaskRetryScheduled(
-                at=at,
-                task_id=task.task_id,
-                attempt=task.attempt + 1,
-                delay_seconds=round(policy.delay(retry, rand), 3),
-                error_code=error.code,
-            ),
-        )
+        return _retry(task, error, at, policy, rand)
+    return (JobQuarantined(at=at, state=task.state, error=_exhausted(task, error)),)
+
+
+def _after_branch_failure(
+    task: TaskState, error: ErrorInfo, at: datetime, policy: RetryPolicy, rand: float
+) -> tuple[AnyEvent, ...]:
+    """A branch retries like a task; when it cannot, it fails alone and the aggregator decides.
+
+    Quarantining a whole fan-out for one branch would stall every other branch's
+    result behind a person; the aggregator sees the error code instead.
+    """
+    if error.code not in QUARANTINE_CODES and error.code not in FAIL_CODES and task.retries_left > 0:
+        return _retry(task, error, at, policy, rand)
+    if error.code in QUARANTINE_CODES or error.code in FAIL_CODES:
+        return (BranchFailed(at=at, task_id=task.task_id, error=error),)
+    return (BranchFailed(at=at, task_id=task.task_id, error=_exhausted(task, error)),)
+
+
+def _retry(
+    task: TaskState, error: ErrorInfo, at: datetime, policy: RetryPolicy, rand: float
+) -> tuple[AnyEvent, ...]:
+    retry = task.attempt - task.first_attempt + 1
+    return (
+        TaskRetryScheduled(
+            at=at,
+            task_id=task.task_id,
+            attempt=task.attempt + 1,
+            delay_seconds=round(policy.delay(retry, rand), 3),
+            error_code=error.code,
+        ),
+    )
+
+
+def _exhausted(task: TaskState, error: ErrorInfo) -> ErrorInfo:
     attempts = task.attempt - task.first_attempt + 1
-    exhausted = ErrorInfo(
+    return ErrorInfo(
         code=error.code,
         type=error.type,
         message=f"gave up after {attempts} attempt(s) of task {task.task_type!r}: {error.message}",
     )
-    return (JobQuarantined(at=at, state=task.state, error=exhausted),)

@@ -30,6 +30,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from chronik.adapters.embedded import start_embedded
 from chronik.adapters.postgres.migrate import migrate
 from chronik.engine import Engine
+from chronik.projections.jobs import refold_differences
 from chronik.settings import Settings
 
 # httpx logs every request at INFO; the tests make thousands.
@@ -91,10 +92,33 @@ postgresql = factories.postgresql("chronik_template")
 
 
 @pytest.fixture
-def database_url(postgresql: psycopg.Connection) -> str:
-    """The URL of this test's own database, a clone of the migrated template."""
+def database_url(postgresql: psycopg.Connection, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of this test's own database, a clone of the migrated template.
+
+    After the test, every job's ``jobs`` row must equal a fresh fold of its events:
+    whatever a test did, replaying the log reproduces the projection exactly. A test
+    that damages a row on purpose opts out with ``@pytest.mark.projection_damaged``.
+    """
     info = postgresql.info
-    return dsn(host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password)
+    url = dsn(host=info.host, port=info.port, user=info.user, dbname=info.dbname, password=info.password)
+    yield url
+    if request.node.get_closest_marker("projection_damaged") is None:
+        differences = asyncio.run(_refold_all(url))
+        shown = dict(list(differences.items())[:3])
+        assert not differences, f"{len(differences)} jobs rows differ from the fold of their events: {shown}"
+
+
+async def _refold_all(url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        differences: dict[str, Any] = {}
+        for record in await conn.fetch("SELECT job_id FROM jobs UNION SELECT DISTINCT job_id FROM events"):
+            found = await refold_differences(conn, record["job_id"])
+            if found:
+                differences[str(record["job_id"])] = found
+        return differences
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

@@ -18,12 +18,22 @@ from chronik.core.state import TaskState
 from .errors import refusing_bad_values
 from .queries import QUERIES
 
-__all__ = ["StepChange", "TaskChange", "commit"]
+__all__ = ["StepChange", "TaskChanges", "commit"]
 
 StepChange = Literal["enqueue", "delete", "keep"]
-TaskChange = Literal["queue", "cancel", "drop", "keep"]
 
 _encoder = msgspec.json.Encoder()
+
+
+class TaskChanges(msgspec.Struct, frozen=True, kw_only=True):
+    """What happens to a job's rows in the task queue."""
+
+    queued: Sequence[TaskState] = ()
+    """Attempts to queue: new tasks, and retries of existing ones."""
+    dropped: Sequence[UUID] = ()
+    """Tasks answered for good (a result, or a lost attempt that is not retried): rows go."""
+    cancelled: Sequence[UUID] = ()
+    """Tasks the job no longer waits on without an answer: rows are marked, workers told."""
 
 
 async def commit(
@@ -35,33 +45,20 @@ async def commit(
     meta: dict[str, Any] | None,
     job_row: tuple[Any, ...],
     step: tuple[StepChange, datetime | None],
-    task_change: TaskChange,
-    task: TaskState | None,
+    tasks: TaskChanges,
+    wake: UUID | None = None,
 ) -> None:
     """Append ``events`` after ``expected_version`` and apply the row changes, atomically.
 
     ``job_row`` is the projection row from ``projections.jobs.job_row`` (job id first);
-    ``step`` is what happens to the job's step row and, for ``enqueue``, when it is due (None: now).
-    Raises ``VersionConflict`` when another writer appended first.
+    ``step`` is what happens to the job's step row and, for ``enqueue``, when it is due (None: now);
+    ``wake`` is another job whose step becomes due now. Raises ``VersionConflict`` when
+    another writer appended first.
     """
     versions = list(range(expected_version + 1, expected_version + 1 + len(events)))
     types = [type(event).__struct_config__.tag for event in events]
     data = [encode_event_data(event).decode() for event in events]
-    queued = task if task_change == "queue" else None
-    task_args = (
-        (None,) * 8
-        if queued is None
-        else (
-            queued.task_id,
-            queued.task_type,
-            _encoder.encode(queued.params).decode(),
-            queued.priority,
-            queued.attempt,
-            queued.available_at,
-            queued.timeout_seconds,
-            queued.dispatched_at,
-        )
-    )
+    queued = tasks.queued
     try:
         async with refusing_bad_values():
             await conn.execute(
@@ -73,11 +70,21 @@ async def commit(
                 json.dumps(meta or {}),
                 *job_row[1:],
                 step[0],
-                task_change,
-                *task_args,
                 step[1],
+                [task.task_id for task in queued],
+                [task.task_type for task in queued],
+                [_encoder.encode(task.params).decode() for task in queued],
+                [task.priority for task in queued],
+                [task.attempt for task in queued],
+                [task.available_at for task in queued],
+                [task.timeout_seconds for task in queued],
+                [task.dispatched_at for task in queued],
+                list(tasks.dropped),
+                list(tasks.cancelled),
+                wake,
             )
-    except asyncpg.UniqueViolationError as exc:
+    except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
+        # A deadlock here is two writers of one job meeting on its rows: the same race, lost.
         raise VersionConflict(
             f"job {job_id} moved past version {expected_version} while this change was decided"
         ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -11,7 +12,7 @@ from chronik.core.state import JobState
 
 from .queries import QUERIES
 
-__all__ = ["ClaimedStep", "claim", "drop_claimed", "renew_leases", "retry", "seconds_to_next"]
+__all__ = ["ClaimedStep", "claim", "renew_leases", "reschedule_claimed", "retry", "seconds_to_next"]
 
 _state = msgspec.json.Decoder(JobState)
 
@@ -21,6 +22,8 @@ class ClaimedStep(msgspec.Struct, frozen=True):
 
     job_id: UUID
     attempts: int
+    claimed_at: datetime
+    """The database's clock at the claim: what decides which deadline or timer has come."""
     job: JobState | None = None
 
 
@@ -33,6 +36,7 @@ async def claim(
         ClaimedStep(
             UUID(str(row["job_id"])),
             row["attempts"],
+            row["claimed_at"],
             None if row["job_state"] is None else _state.decode(row["job_state"]),
         )
         for row in rows
@@ -44,9 +48,11 @@ async def retry(conn: asyncpg.Connection, job_id: UUID, *, delay_seconds: float,
     await conn.execute(QUERIES["retry_step"], job_id, delay_seconds, instance)
 
 
-async def drop_claimed(conn: asyncpg.Connection, step: ClaimedStep, *, instance: str) -> None:
-    """Remove a step this instance holds whose job needs no handler run any more."""
-    await conn.execute(QUERIES["drop_claimed_step"], step.job_id, instance, step.attempts)
+async def reschedule_claimed(
+    conn: asyncpg.Connection, step: ClaimedStep, *, instance: str, due: datetime | None
+) -> None:
+    """Hand back a step this instance holds whose job has nothing to do now: due at ``due``, or gone."""
+    await conn.execute(QUERIES["reschedule_claimed_step"], step.job_id, instance, step.attempts, due)
 
 
 async def renew_leases(

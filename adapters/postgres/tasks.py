@@ -26,6 +26,7 @@ __all__ = [
     "extend_leases",
     "find",
     "find_dispatching_job",
+    "lock_job_of",
     "record_progress",
 ]
 
@@ -110,6 +111,11 @@ async def find(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
         claimed_at=row["claimed_at"],
         job=None if row["job_state"] is None else _state.decode(row["job_state"]),
     )
+
+
+async def lock_job_of(conn: asyncpg.Connection, task_id: UUID) -> None:
+    """Lock the ``jobs`` row of a task's job until the transaction ends: writers of it queue up."""
+    await conn.execute(QUERIES["lock_job_of_task"], task_id)
 
 
 async def find_dispatching_job(conn: asyncpg.Connection, task_id: UUID) -> UUID | None:

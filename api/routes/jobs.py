@@ -61,7 +61,11 @@ async def create_job(
     engine = _engine(state)
     blueprint = engine.blueprint_for_endpoint(api_endpoint)
     job = await engine.create_job(
-        blueprint, data.initial_data, actor="client", idempotency_key=idempotency_key
+        blueprint,
+        data.initial_data,
+        actor="client",
+        idempotency_key=idempotency_key,
+        timeout_seconds=data.timeout_seconds,
     )
     return JobAccepted(job_id=job.job_id)
 

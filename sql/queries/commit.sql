@@ -5,10 +5,11 @@
 -- $1 job_id uuid, $2 versions int[], $3 types text[], $4 data jsonb[], $5 meta jsonb,
 -- $6 blueprint, $7 status, $8 current_state, $9 version, $10 created_at, $11 updated_at,
 -- $12 finished_at, $13 state jsonb (the jobs row),
--- $14 step: 'enqueue' | 'delete' | 'keep',
--- $15 task: 'queue' | 'cancel' | 'drop' | 'keep', and for 'queue': $16 task_id, $17 task_type,
--- $18 params jsonb, $19 priority, $20 attempt, $21 available_at, $22 timeout_seconds, $23 dispatched_at,
--- $24 when an enqueued step is due (NULL: now; a timer's time otherwise)
+-- $14 step: 'enqueue' | 'delete' | 'keep', $15 when an enqueued step is due (NULL: now),
+-- $16..$23 the task attempts to queue, as arrays: task_id, task_type, params jsonb, priority,
+-- attempt, available_at, timeout_seconds, dispatched_at,
+-- $24 task ids whose rows go (answered), $25 task ids whose rows are marked cancelled (abandoned),
+-- $26 a job to wake now (the parent of a child that ended), or NULL
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -31,9 +32,9 @@ WITH appended AS (
     RETURNING 1
 ), step_enqueued AS (
     INSERT INTO job_steps (job_id, run_at)
-    SELECT $1, coalesce($24::timestamptz, now()) WHERE $14::text = 'enqueue'
+    SELECT $1, coalesce($15::timestamptz, now()) WHERE $14::text = 'enqueue'
     ON CONFLICT (job_id) DO UPDATE
-        SET run_at = coalesce($24::timestamptz, now()), leased_until = NULL, leased_by = NULL, attempts = 0
+        SET run_at = coalesce($15::timestamptz, now()), leased_until = NULL, leased_by = NULL, attempts = 0
     RETURNING 1
 ), step_deleted AS (
     DELETE FROM job_steps WHERE job_id = $1 AND $14::text = 'delete'
@@ -42,7 +43,11 @@ WITH appended AS (
     -- A row already holding this attempt (leased, say) is left alone; an older attempt's row is reset.
     INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
                        timeout_seconds, dispatched_at)
-    SELECT $16, $1, $17, $18, $19, $20, 'queued', $21, $22, $23 WHERE $15::text = 'queue'
+    SELECT q.task_id, $1, q.task_type, q.params, q.priority, q.attempt, 'queued', q.available_at,
+           q.timeout_seconds, q.dispatched_at
+    FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::int[], $20::int[], $21::timestamptz[],
+                $22::float8[], $23::timestamptz[])
+         AS q(task_id, task_type, params, priority, attempt, available_at, timeout_seconds, dispatched_at)
     ON CONFLICT (task_id) DO UPDATE SET
         attempt = excluded.attempt, status = 'queued', available_at = excluded.available_at,
         worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
@@ -50,15 +55,22 @@ WITH appended AS (
     WHERE tasks.attempt <> excluded.attempt
     RETURNING 1
 ), task_dropped AS (
-    DELETE FROM tasks WHERE job_id = $1 AND $15::text = 'drop'
+    DELETE FROM tasks WHERE task_id = ANY($24::uuid[])
     RETURNING 1
 ), task_cancelled AS (
-    -- Every row of a cancelled job is marked, with no filter on its status: a claim racing this
-    -- statement may lease a queued row meanwhile, and the marking must still reach it. A held
-    -- attempt's worker is told on its next heartbeat; the watcher removes each marked row once
-    -- its lease (now, for a row never claimed) has run out.
+    -- Abandoned rows are marked with no filter on their status: a claim racing this statement
+    -- may lease a queued row meanwhile, and the marking must still reach it. A held attempt's
+    -- worker is told on its next heartbeat; the watcher removes each marked row once its lease
+    -- (now, for a row never claimed) has run out.
     UPDATE tasks SET status = 'cancelled', lease_expires_at = coalesce(lease_expires_at, now())
-    WHERE job_id = $1 AND $15::text = 'cancel'
+    WHERE task_id = ANY($25::uuid[])
+    RETURNING 1
+), woken AS (
+    -- Taking the lease away makes an instance that holds the step (to check a deadline, say)
+    -- leave it alone, so this wake-up is never undone.
+    INSERT INTO job_steps (job_id, run_at) SELECT $26::uuid, now() WHERE $26::uuid IS NOT NULL
+    ON CONFLICT (job_id) DO UPDATE
+        SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
     RETURNING 1
 )
 SELECT count(*) FROM appended;

@@ -17,7 +17,7 @@ UPDATE job_steps AS s
 SET leased_until = now() + make_interval(secs => $2), leased_by = $3, attempts = s.attempts + 1
 FROM due
 WHERE s.job_id = due.job_id
-RETURNING s.job_id, s.attempts,
+RETURNING s.job_id, s.attempts, now() AS claimed_at,
           (SELECT j.state::text FROM jobs AS j WHERE j.job_id = s.job_id) AS job_state;
 
 -- name: retry_step
@@ -27,12 +27,20 @@ UPDATE job_steps
 SET run_at = now() + make_interval(secs => $2), leased_until = NULL, leased_by = NULL
 WHERE job_id = $1 AND leased_by = $3;
 
--- name: drop_claimed_step
--- Remove a step this instance holds, when its job needs no handler run any more.
--- Matching the lease and attempt count leaves alone a step that was enqueued again meanwhile.
--- $1 job_id uuid, $2 instance text, $3 attempts int
+-- name: reschedule_claimed_step
+-- A step this instance holds whose job has nothing to do now: due again at $4 (its next deadline
+-- or timer), or removed when $4 is NULL. Matching the lease and attempt count leaves alone a step
+-- that was enqueued or woken again meanwhile.
+-- $1 job_id uuid, $2 instance text, $3 attempts int, $4 next due time or NULL
+WITH moved AS (
+    UPDATE job_steps SET run_at = $4, leased_until = NULL, leased_by = NULL
+    WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL
+      AND $4::timestamptz IS NOT NULL
+    RETURNING 1
+)
 DELETE FROM job_steps
-WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL;
+WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL
+  AND $4::timestamptz IS NULL;
 
 -- name: renew_step_leases
 -- Extend the leases of the steps whose handlers this instance is still running.

@@ -29,9 +29,15 @@ FROM tasks AS t LEFT JOIN jobs AS j ON j.job_id = t.job_id
 WHERE t.task_id = $1;
 
 -- name: find_dispatched_task
--- The job that dispatched a task, for a task whose queue row is gone.
+-- The job that dispatched a task (alone or as a fan-out branch), for a task whose queue row is gone.
 -- $1 task_id as text
-SELECT job_id FROM events WHERE type = 'TaskDispatched' AND data->>'task_id' = $1 LIMIT 1;
+(SELECT job_id FROM events WHERE type = 'TaskDispatched' AND data->>'task_id' = $1 LIMIT 1)
+UNION ALL
+(SELECT job_id FROM events
+ WHERE type = 'ParallelDispatched'
+   AND data->'branches' @> jsonb_build_array(jsonb_build_object('task_id', $1::text))
+ LIMIT 1)
+LIMIT 1;
 
 -- name: delete_task
 -- Remove one queue row, if it still holds the attempt and status the caller saw.
@@ -84,3 +90,9 @@ SELECT bool_or(type IN ('TaskCompleted', 'TaskFailed', 'TaskResultIgnored')) AS 
 FROM events
 WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
   AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4;
+
+-- name: lock_job_of_task
+-- Lock the jobs row of a task's job (inside a transaction), so that concurrent results of one
+-- job (the branches of a fan-out) settle one after another instead of conflicting.
+-- $1 task_id
+SELECT 1 FROM jobs WHERE job_id = (SELECT job_id FROM tasks WHERE task_id = $1) FOR UPDATE;

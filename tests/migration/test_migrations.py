@@ -11,6 +11,9 @@ from chronik.adapters.postgres import migrate as migrate_module
 from chronik.adapters.postgres.migrate import Migration, available_migrations, migrate, pending_migrations
 from chronik.core.errors import MigrationError
 
+# These tests write synthetic events and rows straight into the tables.
+pytestmark = pytest.mark.projection_damaged
+
 
 async def test_template_is_fully_migrated(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
