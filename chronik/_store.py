@@ -29,7 +29,7 @@ from chronik.core.events import (
     TaskLost,
 )
 from chronik.core.evolve import fold
-from chronik.core.state import JobState, pending_tasks
+from chronik.core.state import JobState, pending_attempts, pending_task
 from chronik.projections import jobs as jobs_projection
 
 __all__ = ["JobStore", "abandoned_child", "step_change", "task_changes"]
@@ -55,12 +55,12 @@ def task_changes(before: JobState | None, after: JobState, events: Sequence[AnyE
     once when these events answer it (its worker is done with it); otherwise it was
     abandoned (a cancel, a timeout) and its row is marked so that its worker is told.
     """
-    was = pending_tasks(before) if before is not None else {}
-    now = pending_tasks(after)
+    was = pending_attempts(before) if before is not None else {}
+    now = pending_attempts(after)
     if not was and not now:
         return TaskChanges()
-    queued = [task for task_id, task in now.items() if was.get(task_id) != task]
-    gone = [task_id for task_id in was if task_id not in now]
+    queued = [pending_task(after, key) for key, attempt in now.items() if was.get(key) != attempt]
+    gone = [UUID(key) for key in was if key not in now]
     answered = {event.task_id for event in events if isinstance(event, TaskCompleted | TaskFailed | TaskLost)}
     return TaskChanges(
         queued=queued,

@@ -182,13 +182,20 @@ class WorkerService:
         for tries in range(_MAX_SETTLE_ATTEMPTS):
             try:
                 async with self._store.pool.acquire() as conn:
-                    if tries == 0:
-                        return await self._settle(conn, worker_id, task_id, attempt, status, data, error)
-                    # Someone else moved the job first: most often another branch of the same
-                    # fan-out. Queue behind them on the job's row instead of racing again.
+                    held = await tasks.find(conn, task_id)
+                    if tries == 0 and not (held is not None and held.fan_out):
+                        return await self._settle(
+                            conn, held, worker_id, task_id, attempt, status, data, error
+                        )
+                    # Results of one fan-out arrive together, and another writer moved the job
+                    # first: queue behind the others on the job's row instead of racing again.
+                    # The wait must not cost the attempt its lease (its worker no longer renews it).
+                    await tasks.extend_leases(conn, worker_id, self._lease, [(task_id, attempt)])
                     async with conn.transaction():
-                        await tasks.lock_job_of(conn, task_id)
-                        return await self._settle(conn, worker_id, task_id, attempt, status, data, error)
+                        held = await tasks.find(conn, task_id, lock=True)
+                        return await self._settle(
+                            conn, held, worker_id, task_id, attempt, status, data, error
+                        )
             except VersionConflict:
                 continue  # settle against the job's new state
         raise VersionConflict(f"task {raw_task_id} could not be settled: its job kept moving")
@@ -196,6 +203,7 @@ class WorkerService:
     async def _settle(
         self,
         conn: Any,
+        held: tasks.HeldTask | None,
         worker_id: str,
         task_id: UUID,
         attempt: int,
@@ -203,7 +211,6 @@ class WorkerService:
         data: Any,
         error: ErrorInfo | None,
     ) -> ResultAnswer:
-        held = await tasks.find(conn, task_id)
         job_id = held.job_id if held is not None else await tasks.find_dispatching_job(conn, task_id)
         if job_id is None:
             raise TaskNotFound(f"no task has the id {task_id}")

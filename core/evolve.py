@@ -126,20 +126,14 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case ParallelDispatched():
             branches = {
                 str(spec.task_id): BranchState(
-                    task=TaskState(
-                        task_id=spec.task_id,
-                        task_type=spec.task_type,
-                        state=event.state,
-                        params=dict(spec.params),
-                        transitions={},
-                        timeout_seconds=spec.timeout_seconds,
-                        max_retries=spec.max_retries,
-                        priority=spec.priority,
-                        attempt=1,
-                        first_attempt=1,
-                        available_at=event.at,
-                        dispatched_at=event.at,
-                    )
+                    task_type=spec.task_type,
+                    params=dict(spec.params),
+                    timeout_seconds=spec.timeout_seconds,
+                    max_retries=spec.max_retries,
+                    priority=spec.priority,
+                    attempt=1,
+                    first_attempt=1,
+                    available_at=event.at,
                 )
                 for spec in event.branches
             }
@@ -148,7 +142,10 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 status=JobStatus.WAITING_FOR_WORKER,
                 state_history=_merge(state.state_history, event.updates, event.removed),
                 fan_out=FanOutState(
-                    state=event.state, aggregate_into=event.aggregate_into, branches=branches
+                    state=event.state,
+                    aggregate_into=event.aggregate_into,
+                    dispatched_at=event.at,
+                    branches=branches,
                 ),
                 aggregation_results=None,
                 version=version,
@@ -156,7 +153,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             )
         case TaskCompleted(task_id=task_id, status=status, data=data):
             if (branch := _branch(state, task_id)) is not None:
-                outcome = {"task_type": branch.task.task_type, "status": status, "data": data}
+                outcome = {"task_type": branch.task_type, "status": status, "data": data}
                 return _settle_branch(state, task_id, outcome, version, event.at)
             # A StateEntered (or a JobFailed for an unexpected status) always follows in the same append.
             return replace(state, status=JobStatus.RUNNING, version=version, updated_at=event.at)
@@ -164,7 +161,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             branch = _branch(state, task_id)
             if branch is None:
                 raise EventOutOfOrder(f"job {state.job_id} has no branch {task_id}")
-            outcome = {"task_type": branch.task.task_type, "status": "failure", "error": _builtins(error)}
+            outcome = {"task_type": branch.task_type, "status": "failure", "error": _builtins(error)}
             return _settle_branch(state, task_id, outcome, version, event.at)
         case BranchesJoined():
             fan_out = state.fan_out
@@ -184,8 +181,8 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case TaskRetryScheduled(task_id=task_id, attempt=attempt, delay_seconds=delay):
             available = event.at + timedelta(seconds=delay)
             if (branch := _branch(state, task_id)) is not None:
-                task = replace(branch.task, attempt=attempt, available_at=available)
-                return _replace_branch(state, task_id, replace(branch, task=task), version, event.at)
+                retried = replace(branch, attempt=attempt, available_at=available)
+                return _replace_branch(state, task_id, retried, version, event.at)
             task = _task(state)
             return replace(
                 state,

@@ -21,6 +21,8 @@ __all__ = [
     "JobStatus",
     "TaskState",
     "TimerState",
+    "pending_attempts",
+    "pending_task",
     "pending_tasks",
     "result_of",
 ]
@@ -91,10 +93,21 @@ class TimerState(msgspec.Struct, frozen=True, kw_only=True):
     then: str
 
 
-class BranchState(msgspec.Struct, frozen=True, kw_only=True):
-    """One branch of a fan-out: its task and, once it is in, its outcome."""
+class BranchState(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One branch of a fan-out: its task's current attempt and, once it is in, its outcome.
 
-    task: TaskState
+    Stored as an array, not an object: a fan-out of thousands of branches is rewritten
+    with every result, and field names would be most of its size.
+    """
+
+    task_type: str
+    params: dict[str, Any]
+    timeout_seconds: float | None
+    max_retries: int
+    priority: int
+    attempt: int
+    first_attempt: int
+    available_at: datetime
     outcome: dict[str, Any] | None = None
     """``{"task_type", "status", "data"}``, or ``{"task_type", "status": "failure", "error"}``."""
 
@@ -104,12 +117,31 @@ class FanOutState(msgspec.Struct, frozen=True, kw_only=True):
 
     state: str
     aggregate_into: str
+    dispatched_at: datetime
     branches: dict[str, BranchState]
 
     @property
     def pending(self) -> int:
         """How many branches are not in yet."""
         return sum(1 for branch in self.branches.values() if branch.outcome is None)
+
+    def task(self, key: str) -> TaskState:
+        """The branch ``key`` as a task, as the deciders and the task queue see one."""
+        branch = self.branches[key]
+        return TaskState(
+            task_id=UUID(key),
+            task_type=branch.task_type,
+            state=self.state,
+            params=branch.params,
+            transitions={},
+            timeout_seconds=branch.timeout_seconds,
+            max_retries=branch.max_retries,
+            priority=branch.priority,
+            attempt=branch.attempt,
+            first_attempt=branch.first_attempt,
+            available_at=branch.available_at,
+            dispatched_at=self.dispatched_at,
+        )
 
 
 class ChildState(msgspec.Struct, frozen=True, kw_only=True):
@@ -161,17 +193,42 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in TERMINAL_STATUSES
 
 
+def pending_attempts(state: JobState) -> dict[str, tuple[int, datetime]]:
+    """The attempt and availability of each task the job waits on, by task id as a string.
+
+    Cheap to compare: the task queue follows the changes between two states of it.
+    """
+    if state.status != JobStatus.WAITING_FOR_WORKER:
+        return {}
+    if state.task is not None:
+        return {str(state.task.task_id): (state.task.attempt, state.task.available_at)}
+    if state.fan_out is not None:
+        return {
+            key: (branch.attempt, branch.available_at)
+            for key, branch in state.fan_out.branches.items()
+            if branch.outcome is None
+        }
+    return {}
+
+
+def pending_task(state: JobState, key: str) -> TaskState:
+    """The pending task ``key`` (a task id as a string) of the job, as one of ``pending_attempts``."""
+    if state.task is not None and str(state.task.task_id) == key:
+        return state.task
+    assert state.fan_out is not None
+    return state.fan_out.task(key)
+
+
 def pending_tasks(state: JobState) -> dict[UUID, TaskState]:
     """The task attempts the job waits on, by task id: the ones that have a row in the task queue."""
     if state.status != JobStatus.WAITING_FOR_WORKER:
         return {}
     if state.task is not None:
         return {state.task.task_id: state.task}
-    if state.fan_out is not None:
+    fan_out = state.fan_out
+    if fan_out is not None:
         return {
-            branch.task.task_id: branch.task
-            for branch in state.fan_out.branches.values()
-            if branch.outcome is None
+            UUID(key): fan_out.task(key) for key, branch in fan_out.branches.items() if branch.outcome is None
         }
     return {}
 

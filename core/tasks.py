@@ -66,7 +66,7 @@ def current_attempt(state: JobState, task_id: UUID) -> TaskState | None:
         return state.task if state.task.task_id == task_id else None
     if state.fan_out is not None:
         branch = state.fan_out.branches.get(str(task_id))
-        return branch.task if branch is not None and branch.outcome is None else None
+        return state.fan_out.task(str(task_id)) if branch is not None and branch.outcome is None else None
     return None
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from chronik.core.errors import VersionConflict
 from chronik.core.state import JobState
 
 from .errors import refusing_bad_values
@@ -26,7 +27,6 @@ __all__ = [
     "extend_leases",
     "find",
     "find_dispatching_job",
-    "lock_job_of",
     "record_progress",
 ]
 
@@ -56,7 +56,9 @@ class HeldTask(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: str | None
     claimed_at: datetime | None
     job: JobState | None
-    """The state of the task's job, read with the row."""
+    """The state of the task's job, read with the row (not for a fan-out's branch read unlocked)."""
+    fan_out: bool = False
+    """The task is a branch of a fan-out: settle it under the job's row lock."""
 
 
 class ExpiredTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,9 +98,18 @@ async def claim(
     ]
 
 
-async def find(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
-    """The task's queue row with its job's state; ``None`` when it has no row."""
-    row = await conn.fetchrow(QUERIES["find_task"], task_id)
+async def find(conn: asyncpg.Connection, task_id: UUID, *, lock: bool = False) -> HeldTask | None:
+    """The task's queue row with its job's state; ``None`` when it has no row.
+
+    With ``lock`` (inside a transaction) the job's row stays locked until the transaction
+    ends, so that writers of one job queue up; ``VersionConflict`` when PostgreSQL breaks
+    a deadlock with a writer that did not queue.
+    """
+    try:
+        query = QUERIES["find_task_locked"] if lock else QUERIES["find_task"]
+        row = await conn.fetchrow(query, task_id)
+    except asyncpg.DeadlockDetectedError as exc:
+        raise VersionConflict(f"the job of task {task_id} is being changed by another writer") from exc
     if row is None:
         return None
     return HeldTask(
@@ -110,12 +121,8 @@ async def find(conn: asyncpg.Connection, task_id: UUID) -> HeldTask | None:
         worker_id=row["worker_id"],
         claimed_at=row["claimed_at"],
         job=None if row["job_state"] is None else _state.decode(row["job_state"]),
+        fan_out=bool(row["fan_out"]),
     )
-
-
-async def lock_job_of(conn: asyncpg.Connection, task_id: UUID) -> None:
-    """Lock the ``jobs`` row of a task's job until the transaction ends: writers of it queue up."""
-    await conn.execute(QUERIES["lock_job_of_task"], task_id)
 
 
 async def find_dispatching_job(conn: asyncpg.Connection, task_id: UUID) -> UUID | None:

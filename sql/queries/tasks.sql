@@ -22,11 +22,23 @@ RETURNING t.task_id, t.job_id, t.task_type, t.params::text AS params, t.priority
 -- name: find_task
 -- The queue row of a task with its job's state, to settle a result against it. No lock: the
 -- settlement appends at the version it read, so a concurrent change makes it decide again.
+-- A fan-out branch's job comes without its state (it is large, and read again under a lock).
 -- $1 task_id
 SELECT t.task_id, t.job_id, t.task_type, t.attempt, t.status, t.worker_id, t.claimed_at,
-       j.state::text AS job_state
+       j.state ? 'fan_out' AND j.state->'fan_out' <> 'null'::jsonb AS fan_out,
+       CASE WHEN j.state->'fan_out' IS NULL OR j.state->'fan_out' = 'null'::jsonb
+            THEN j.state::text END AS job_state
 FROM tasks AS t LEFT JOIN jobs AS j ON j.job_id = t.job_id
 WHERE t.task_id = $1;
+
+-- name: find_task_locked
+-- The same, inside a transaction, locking the job's row: results of one job settle in turn.
+-- $1 task_id
+SELECT t.task_id, t.job_id, t.task_type, t.attempt, t.status, t.worker_id, t.claimed_at,
+       false AS fan_out, j.state::text AS job_state
+FROM tasks AS t JOIN jobs AS j ON j.job_id = t.job_id
+WHERE t.task_id = $1
+FOR UPDATE OF j;
 
 -- name: find_dispatched_task
 -- The job that dispatched a task (alone or as a fan-out branch), for a task whose queue row is gone.
@@ -91,8 +103,3 @@ FROM events
 WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
   AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4;
 
--- name: lock_job_of_task
--- Lock the jobs row of a task's job (inside a transaction), so that concurrent results of one
--- job (the branches of a fan-out) settle one after another instead of conflicting.
--- $1 task_id
-SELECT 1 FROM jobs WHERE job_id = (SELECT job_id FROM tasks WHERE task_id = $1) FOR UPDATE;
