@@ -93,6 +93,7 @@ class Worker:
         self.worker_type = worker_type
         self.handlers: dict[str, Callable[..., Any]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(capacity)
         self._http: aiohttp.ClientSession | None = None
         self._base = ""
         self._draining = asyncio.Event()
@@ -158,6 +159,7 @@ class Worker:
             self._http = http
             await self._register()
             beat = asyncio.create_task(self._heartbeats())
+            self._slots = asyncio.Semaphore(self.capacity)
             pollers = [asyncio.create_task(self._poll()) for _ in range(min(self.capacity, 4))]
             await self._draining.wait()
             for poller in pollers:
@@ -235,24 +237,30 @@ class Worker:
         timeout = aiohttp.ClientTimeout(total=self.poll_timeout + 5)
         backoff = 0.5
         while not self._draining.is_set():
-            if len(self._running) >= self.capacity:
-                await asyncio.sleep(0.05)
-                continue
+            # A poll holds a slot while it waits: several pollers must never take more
+            # tasks together than the capacity. The task gives its slot back when it ends.
+            await self._slots.acquire()
+            taken = False
             try:
-                async with self._http.get(url, params=params, timeout=timeout) as response:
-                    status, text = response.status, await response.text()
-            except _NETWORK_ERRORS as exc:
-                log.warning("poll_failed", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            backoff = 0.5
-            if status == 200:
-                task = _json(text)
-                self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
-            elif status != 204:
-                log.error("poll_refused", status=status, body=text)
-                await asyncio.sleep(1.0)
+                try:
+                    async with self._http.get(url, params=params, timeout=timeout) as response:
+                        status, text = response.status, await response.text()
+                except _NETWORK_ERRORS as exc:
+                    log.warning("poll_failed", error=str(exc), retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 0.5
+                if status == 200:
+                    task = _json(text)
+                    self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
+                    taken = True
+                elif status != 204:
+                    log.error("poll_refused", status=status, body=text)
+                    await asyncio.sleep(1.0)
+            finally:
+                if not taken:
+                    self._slots.release()
 
     async def _execute(self, task: dict[str, Any]) -> None:
         task_id = task["task_id"]
@@ -262,6 +270,7 @@ class Worker:
             outcome = {"status": "cancelled"}
         finally:
             self._running.pop(task_id, None)
+            self._slots.release()
         await self._report(task, outcome)
 
     async def _invoke(self, task: dict[str, Any]) -> dict[str, Any]:
