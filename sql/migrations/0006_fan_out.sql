@@ -4,6 +4,3 @@
 CREATE INDEX events_branches_idx ON events USING gin ((data->'branches') jsonb_path_ops)
     WHERE type = 'ParallelDispatched';
 
--- The jobs a job started (run_blueprint) are found by their parent.
-CREATE INDEX jobs_parent_idx ON jobs (((state->>'parent_job_id')::uuid))
-    WHERE state->>'parent_job_id' IS NOT NULL;
