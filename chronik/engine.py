@@ -31,7 +31,6 @@ import structlog
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
-from chronik.adapters.postgres.migrate import migrate
 from chronik.adapters.postgres.pool import create_pool
 from chronik.core.actions import check_timeout
 from chronik.core.blueprint import Blueprint
@@ -50,8 +49,10 @@ from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
 from chronik.projections.jobs import JobFilter
+from chronik.projections.setup import PROJECTORS, prepare_database
 
 from ._executor import StepExecutor
+from ._projector import ProjectionRunner
 from ._store import JobStore
 from ._watcher import Watcher
 from ._workers import WorkerService
@@ -94,6 +95,7 @@ class Engine:
         self._background: list[asyncio.Task[None]] = []
         self._workers: WorkerService | None = None
         self.watcher: Watcher | None = None
+        self.projections: ProjectionRunner | None = None
 
     # -- blueprints -------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class Engine:
         self._store = JobStore(self._pool, self.blueprints)
         if run_migrations:
             async with self._pool.acquire() as conn:
-                applied = await migrate(conn)
+                applied = await prepare_database(conn)
             if applied:
                 log.info("migrated", applied=applied)
         if run_executor:
@@ -178,9 +180,11 @@ class Engine:
         self.watcher = Watcher(
             store, dsn=dsn, interval=settings.watcher_interval, policy=policy, instance=settings.instance_id
         )
+        self.projections = ProjectionRunner(store.pool, PROJECTORS, interval=settings.projection_interval)
         self._background = [
             asyncio.create_task(executor.run(self._stop), name="chronik-executor"),
             asyncio.create_task(self.watcher.run(self._stop), name="chronik-watcher"),
+            asyncio.create_task(self.projections.run(self._stop), name="chronik-projections"),
         ]
 
     @property

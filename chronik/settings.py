@@ -29,6 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "TASK_RETRY_BASE_SECONDS": "the first retry's backoff",
     "TASK_RETRY_MAX_SECONDS": "the longest backoff",
     "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
+    "PROJECTION_INTERVAL_SECONDS": "how often idle projections look for new events",
     "LOG_LEVEL": "the command line's log level",
     "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
     "WORKER_TOKEN": "(workers) the token a worker sends",
@@ -75,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``TASK_RETRY_MAX_SECONDS``: the longest wait between retries."""
     max_poll_seconds: float = 60.0
     """``WORKER_POLL_MAX_SECONDS``: the longest a worker's long-poll is held, whatever it asks."""
+    projection_interval: float = 1.0
+    """``PROJECTION_INTERVAL_SECONDS``: how often idle projections look for new events (jittered)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +99,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             retry_base_seconds=_number(env, "TASK_RETRY_BASE_SECONDS", float, 1.0, minimum=0),
             retry_max_seconds=_number(env, "TASK_RETRY_MAX_SECONDS", float, 300.0, minimum=0),
             max_poll_seconds=_number(env, "WORKER_POLL_MAX_SECONDS", float, 60.0, minimum=0),
+            projection_interval=_number(env, "PROJECTION_INTERVAL_SECONDS", float, 1.0, minimum=0.05),
         )
 
 

@@ -28,9 +28,9 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from chronik.adapters.embedded import start_embedded
-from chronik.adapters.postgres.migrate import migrate
 from chronik.engine import Engine
 from chronik.projections.jobs import refold_differences
+from chronik.projections.setup import prepare_database
 from chronik.settings import Settings
 
 # httpx logs every request at INFO; the tests make thousands.
@@ -80,7 +80,7 @@ def load_schema(*, host: str, port: int, user: str, dbname: str, password: str |
     async def run() -> None:
         conn = await asyncpg.connect(dsn(host=host, port=port, user=user, dbname=dbname, password=password))
         try:
-            await migrate(conn)
+            await prepare_database(conn)
         finally:
             await conn.close()
 

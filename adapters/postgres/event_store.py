@@ -15,7 +15,7 @@ from chronik.core.events import AnyEvent, decode_event
 
 from .queries import QUERIES
 
-__all__ = ["RecordedEvent", "read_stream"]
+__all__ = ["LogPosition", "RecordedEvent", "read_log", "read_stream"]
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +28,21 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     event: AnyEvent
     meta: dict[str, Any]
     recorded_at: datetime
+
+
+class LogPosition(msgspec.Struct, frozen=True, order=True):
+    """A place in the log as projections read it: (transaction id, position)."""
+
+    tx: int = 0
+    position: int = 0
+
+
+async def read_log(
+    conn: asyncpg.Connection, after: LogPosition, *, limit: int
+) -> list[tuple[LogPosition, RecordedEvent]]:
+    """The next events of the whole log after ``after``, safe to apply in order (see ``read_log``)."""
+    rows = await conn.fetch(QUERIES["read_log"], after.tx, after.position, limit)
+    return [(LogPosition(int(row["tx"]), row["position"]), _recorded(row)) for row in rows]
 
 
 async def read_stream(

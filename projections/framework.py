@@ -1,0 +1,111 @@
+"""Asynchronous projections: projectors that fold the log into read-model tables.
+
+A projector turns events into rows. The framework feeds it every event of the log
+exactly once, in (transaction, position) order, with the job's state just before
+and after the event, inside the transaction that moves its checkpoint: a batch is
+applied whole or not at all, so a crash never applies an event twice or skips one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, ClassVar
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from chronik.adapters.postgres.event_store import LogPosition, RecordedEvent, read_log, read_stream
+from chronik.core.evolve import evolve, fold
+from chronik.core.state import JobState
+
+__all__ = ["Change", "Projector", "StateCache", "apply_batch", "table_ddl"]
+
+
+class Change(msgspec.Struct, frozen=True):
+    """One event with the job's state just before and just after it."""
+
+    recorded: RecordedEvent
+    before: JobState | None
+    after: JobState
+
+
+class Projector:
+    """A read model that follows the log. Subclasses name their table and turn changes into rows."""
+
+    name: ClassVar[str]
+    """The projection's table, and its name in ``projection_checkpoints`` and on the CLI."""
+    version: ClassVar[int]
+    """Raise it when the rows change shape or meaning: the table is then rebuilt from the log."""
+    columns: ClassVar[tuple[str, ...]]
+
+    def rows(self, change: Change) -> list[tuple[Any, ...]]:
+        """The rows one change adds, in ``columns`` order (often none)."""
+        raise NotImplementedError
+
+    async def apply(self, conn: asyncpg.Connection, table: str, changes: Sequence[Change]) -> None:
+        """Write the rows of ``changes`` into ``table`` (the live table or its shadow)."""
+        records = [row for change in changes for row in self.rows(change)]
+        if records:
+            await conn.copy_records_to_table(table, records=records, columns=self.columns)
+
+
+def table_ddl(projector: Projector, table: str) -> str:
+    """The projector's CREATE statements (``sql/projections/<name>.sql``) for ``table``."""
+    text = (resources.files("chronik.sql") / "projections" / f"{projector.name}.sql").read_text("utf-8")
+    return text.replace("{table}", table)
+
+
+class StateCache:
+    """Job states as of the last event a runner applied, so a batch need not refold each stream.
+
+    A miss (a new runner, or a job whose events come out of stream order because
+    one transaction wrote two streams) folds the stream's prefix from the log:
+    version N is only ever appended once N-1 has committed, so the prefix is there.
+    """
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._states: OrderedDict[UUID, JobState] = OrderedDict()
+        self._limit = limit
+
+    async def before(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> JobState | None:
+        """The job's state just before ``recorded``."""
+        if recorded.version == 1:
+            return None
+        cached = self._states.get(recorded.job_id)
+        if cached is not None and cached.version == recorded.version - 1:
+            return cached
+        prefix = await read_stream(conn, recorded.job_id, limit=recorded.version - 1)
+        return fold(item.event for item in prefix)
+
+    def remember(self, state: JobState) -> None:
+        """Keep ``state`` as the job's latest."""
+        self._states[state.job_id] = state
+        self._states.move_to_end(state.job_id)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
+
+
+async def apply_batch(
+    conn: asyncpg.Connection,
+    projector: Projector,
+    table: str,
+    after: LogPosition,
+    cache: StateCache,
+    *,
+    limit: int = 1000,
+) -> LogPosition | None:
+    """Apply the next page of the log after ``after`` to ``table``; the new position, or None at the end."""
+    page = await read_log(conn, after, limit=limit)
+    if not page:
+        return None
+    changes = []
+    for _position, recorded in page:
+        before = await cache.before(conn, recorded)
+        state = evolve(before, recorded.event)
+        cache.remember(state)
+        changes.append(Change(recorded, before, state))
+    await projector.apply(conn, table, changes)
+    return page[-1][0]
