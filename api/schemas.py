@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.core.decide import decisions_of
 from chronik.core.events import ErrorInfo
 from chronik.core.state import JobState, result_of
 
@@ -64,7 +65,10 @@ class ApprovalView(msgspec.Struct, kw_only=True):
 
     message: str
     decisions: list[str]
+    """What a person may send as ``decision``, sorted."""
     requested_at: datetime
+    timeout_at: datetime | None = None
+    """When the job stops waiting (``transitions["timeout"]``, or it fails); None: never."""
 
 
 class JobAccepted(msgspec.Struct, kw_only=True):
@@ -164,8 +168,9 @@ class JobView(msgspec.Struct, kw_only=True):
             if state.approval is None
             else ApprovalView(
                 message=state.approval.message,
-                decisions=list(state.approval.transitions),
+                decisions=decisions_of(state.approval.transitions),
                 requested_at=state.approval.requested_at,
+                timeout_at=state.approval.timeout_at,
             ),
             timer=None if state.timer is None else {"fire_at": state.timer.fire_at, "then": state.timer.then},
             progress=progress,

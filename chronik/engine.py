@@ -143,15 +143,20 @@ class Engine:
         if self._database_url is None:
             self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
             self._database_url = self._embedded.dsn
-        self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
-        self._store = JobStore(self._pool, self.blueprints)
-        if run_migrations:
-            async with self._pool.acquire() as conn:
-                applied = await prepare_database(conn)
-            if applied:
-                log.info("migrated", applied=applied)
-        if run_executor:
-            await self._start_background(self._store, self._database_url)
+        try:
+            self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
+            self._store = JobStore(self._pool, self.blueprints)
+            if run_migrations:
+                async with self._pool.acquire() as conn:
+                    applied = await prepare_database(conn)
+                if applied:
+                    log.info("migrated", applied=applied)
+            if run_executor:
+                await self._start_background(self._store, self._database_url)
+        except BaseException:
+            # Nothing half-started stays behind, the embedded PostgreSQL least of all.
+            await self.stop()
+            raise
         log.info("engine_started", instance=self.settings.instance_id, blueprints=sorted(self.blueprints))
 
     async def _start_background(self, store: JobStore, dsn: str) -> None:

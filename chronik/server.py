@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import Callable
 
 import uvicorn
@@ -40,6 +42,13 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
             timeout_graceful_shutdown=10,
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises SIGTERM/SIGINT after serve() returns, which would end the process
+        # before the engine (and the embedded PostgreSQL, and the dev worker) stop. The
+        # signals are ours: the first asks for a graceful stop, a second one forces it.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _stop_server, server)
         helpers = [
             asyncio.create_task(_announce_when_started(server, on_ready)),
             asyncio.create_task(_release_polls_on_exit(server, engine)),
@@ -47,11 +56,19 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
         try:
             await server.serve()
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
     finally:
         await engine.stop()
+
+
+def _stop_server(server: uvicorn.Server) -> None:
+    if server.should_exit:
+        server.force_exit = True
+    server.should_exit = True
 
 
 async def _release_polls_on_exit(server: uvicorn.Server, engine: Engine) -> None:

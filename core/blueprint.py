@@ -190,7 +190,8 @@ class Blueprint:
         """Register the fan-in handler of ``state``, where ``dispatch_parallel(aggregate_into=state)`` leads.
 
         It runs once, after every branch is in, and may ask for ``aggregation_results``.
-        Otherwise it is a handler like any other (and may itself be an end state's).
+        Otherwise it is a handler like any other: it takes one action, usually a
+        ``transition_to`` an end state.
         """
         return self._registration(
             state,

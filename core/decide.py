@@ -41,6 +41,7 @@ from .events import (
 from .state import ACTIVE_STATUSES, JobState, JobStatus, result_of
 
 __all__ = [
+    "TIMEOUT_DECISION",
     "HandlerOutcome",
     "decide_approval",
     "decide_cancel",
@@ -48,6 +49,7 @@ __all__ = [
     "decide_create",
     "decide_due",
     "decide_step",
+    "decisions_of",
     "history_diff",
     "needs_step",
     "stamp_state_deadlines",
@@ -311,16 +313,26 @@ def decide_approval(
     approval = state.approval
     if state.status != JobStatus.WAITING_FOR_HUMAN or approval is None:
         raise JobNotAwaitingApproval(f"job {state.job_id} is {state.status!r}, not waiting for a decision")
-    target = approval.transitions.get(decision)
+    # "timeout" is where the deadline leads; nobody can decide it.
+    target = approval.transitions.get(decision) if decision != TIMEOUT_DECISION else None
     if target is None:
         raise InvalidDecision(
             f"decision {decision!r} is not one job {state.job_id} offers; "
-            f"choose one of {', '.join(map(repr, approval.transitions))}"
+            f"choose one of {', '.join(map(repr, decisions_of(approval.transitions)))}"
         )
     return (
         ApprovalGiven(at=at, decision=decision, comment=comment, actor=actor),
         StateEntered(at=at, state=target, from_state=approval.state),
     )
+
+
+TIMEOUT_DECISION = "timeout"
+"""The transition an approval follows when its deadline passes; not a decision a person can send."""
+
+
+def decisions_of(transitions: dict[str, str]) -> list[str]:
+    """The decisions a person can send for an approval with these transitions, sorted."""
+    return sorted(key for key in transitions if key != TIMEOUT_DECISION)
 
 
 def decide_due(state: JobState, now: datetime, at: datetime) -> tuple[AnyEvent, ...]:
@@ -358,7 +370,7 @@ def decide_due(state: JobState, now: datetime, at: datetime) -> tuple[AnyEvent, 
         and approval.timeout_at <= now
     ):
         approval_timed_out = ApprovalTimedOut(at=at, state=approval.state)
-        target = approval.transitions.get("timeout")
+        target = approval.transitions.get(TIMEOUT_DECISION)
         if target is not None:
             return (approval_timed_out, StateEntered(at=at, state=target, from_state=approval.state))
         error = ErrorInfo(

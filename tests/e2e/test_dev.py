@@ -62,16 +62,20 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     try:
         yield f"http://127.0.0.1:{port}", token.group(1), data_dir
     finally:
-        proc.send_signal(signal.SIGINT)
+        # SIGTERM, as a container runtime sends it: the engine, PostgreSQL and the worker stop.
+        proc.send_signal(signal.SIGTERM)
         try:
             code: int | None = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            code = None  # it did not stop on SIGINT: fail, but leave nothing running
+            code = None  # it did not stop on SIGTERM: fail, but leave nothing running
+        rest = proc.stdout.read()
         proc.stdout.close()
         log.close()
-        assert code == 0, (tmp_path / "dev.log").read_text()[-4000:]
+        output = rest + (tmp_path / "dev.log").read_text()
+        assert code == 0, output[-4000:]
+        assert "engine_stopped" in output, output[-4000:]
 
 
 def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> None:
