@@ -143,6 +143,14 @@ class JobStore:
                 await self._cancel_child(tx, child, parent=after, meta=meta)
         return after
 
+    async def project(self, conn: asyncpg.Connection, state: JobState) -> None:
+        """Write the rows a job's state implies (``jobs``, its step and task rows), appending nothing.
+
+        For a log loaded by ``chronik events import``: the queues and timers come back
+        as the live engine would have left them.
+        """
+        await self._write(conn, None, state, (), None)
+
     async def _cancel_child(
         self, conn: asyncpg.Connection, child_id: UUID, *, parent: JobState, meta: dict[str, Any] | None
     ) -> None:

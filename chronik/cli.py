@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 from uuid import UUID
 
 import asyncpg
@@ -22,10 +22,15 @@ from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.errors import ChronikError
 from chronik.core.evolve import replay
 from chronik.core.graph import to_dot, to_mermaid
+from chronik.projections.rebuild import rebuild as rebuild_projection
+from chronik.projections.rebuild import status as projection_status
+from chronik.projections.setup import PROJECTORS, projector_named
 
+from ._archive import export_events, import_events
 from ._logging import configure_logging
 from .engine import Engine
 from .loader import load_blueprints, load_worker
+from .replay import divergences
 from .server import serve
 from .settings import Settings
 
@@ -115,6 +120,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("job_id", help="the job's id")
     replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    replay.add_argument(
+        "--blueprint",
+        metavar="APP",
+        help="instead, run APP's handlers (module:attribute of blueprints) over the job's history and "
+        "report each handler run where today's code decides differently; exit 1 when one does",
+    )
+
+    projections = commands.add_parser("projections", help="the asynchronous projections").add_subparsers(
+        dest="projections_command", required=True
+    )
+    projections.add_parser(
+        "status", help="print each projection's checkpoint and how far behind the log it is"
+    )
+    rebuild = projections.add_parser(
+        "rebuild",
+        help="refold a projection from the whole log into a shadow table and swap it in "
+        "(while the orchestrator keeps running)",
+    )
+    rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
+
+    events = commands.add_parser("events", help="export and import the event log").add_subparsers(
+        dest="events_command", required=True
+    )
+    export = events.add_parser(
+        "export", help="write the log as JSON lines (one event a line, in position order)"
+    )
+    export.add_argument("--since", type=int, default=0, metavar="POSITION", help="only events after it")
+    export.add_argument("--output", "-o", metavar="FILE", help="default: standard output")
+    load = events.add_parser(
+        "import",
+        help="load an export into an empty database, then rebuild every projection, queue and timer",
+    )
+    load.add_argument("file", help="a file written by chronik events export ('-': standard input)")
     return parser
 
 
@@ -185,6 +223,16 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
                 await _jobs(engine, args)
             finally:
                 await engine.stop()
+        case "projections" | "events":
+            engine = Engine(settings=settings)
+            await engine.start(run_executor=False)
+            try:
+                if args.command == "projections":
+                    await _projections(engine, args)
+                else:
+                    await _events(engine, args)
+            finally:
+                await engine.stop()
 
 
 async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
@@ -195,6 +243,9 @@ async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
     if args.jobs_command == "get":
         view = JobView.of(await engine.get_job(job_id))
         print(json.dumps(msgspec.to_builtins(view), indent=2))
+        return
+    if args.jobs_command == "replay" and args.blueprint:
+        await _divergences(engine, job_id, args)
         return
     if args.jobs_command == "replay":
         recorded = await engine.job_history(job_id)
@@ -217,6 +268,80 @@ async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
     for entry in entries:
         data = json.dumps(entry.data, separators=(",", ":"))
         print(f"{entry.version:>7}  {entry.recorded_at.isoformat():<32}  {entry.type:<14}  {data}")
+
+
+async def _divergences(engine: Engine, job_id: UUID, args: argparse.Namespace) -> None:
+    found = {bp.name: bp for bp in load_blueprints(args.blueprint)}
+    job = await engine.get_job(job_id)
+    blueprint = found.get(job.blueprint)
+    if blueprint is None:
+        raise ChronikError(
+            f"APP {args.blueprint!r} has no blueprint named {job.blueprint!r}, the blueprint of job {job_id} "
+            f"(it has: {', '.join(sorted(found)) or 'none'})"
+        )
+    events = [recorded.event for recorded in await engine.job_history(job_id)]
+    runs, differing = await divergences(blueprint, events, blueprints=found)
+    if args.json:
+        print(json.dumps({"handler_runs": runs, "divergences": msgspec.to_builtins(differing)}, indent=2))
+    elif not differing:
+        print(f"job {job_id}: today's {job.blueprint!r} decides as history did at all {runs} handler run(s)")
+    else:
+        print(f"job {job_id}: {len(differing)} of {runs} handler run(s) would be decided differently today")
+        for divergence in differing:
+            print(f"\n  at version {divergence.version}, in state {divergence.state!r}:")
+            print(f"    history:  {_describe(divergence.recorded)}")
+            print(f"    today:    {_describe(divergence.decided)}")
+    if differing:
+        sys.exit(1)
+
+
+def _describe(events: list[dict[str, Any]]) -> str:
+    shown = []
+    for event in events:
+        fields = {k: v for k, v in event.items() if k not in ("type", "at") and v not in ({}, [], None, "")}
+        shown.append(f"{event['type']} {json.dumps(fields, separators=(',', ':'), sort_keys=True)}")
+    return "; ".join(shown)
+
+
+async def _projections(engine: Engine, args: argparse.Namespace) -> None:
+    async with engine.store.pool.acquire() as conn:
+        if args.projections_command == "status":
+            header = ("PROJECTION", "VERSION", "POSITION", "LAG EVENTS", "LAG S", "UPDATED AT")
+            print("{:<16}  {:>7}  {:>10}  {:>10}  {:>8}  {}".format(*header))
+            for found in await projection_status(conn):
+                print(
+                    f"{found.name:<16}  {found.version:>7}  {found.position:>10}  {found.lag_events:>10}  "
+                    f"{found.lag_seconds:>8.1f}  {found.updated_at.isoformat()}"
+                )
+            return
+        try:
+            chosen = [projector_named(args.name)] if args.name else list(PROJECTORS)
+        except KeyError as exc:
+            raise ChronikError(str(exc.args[0])) from None
+        for projector in chosen:
+            reached = await rebuild_projection(conn, projector)
+            print(f"{projector.name}: rebuilt from the log up to position {reached.position}")
+
+
+async def _events(engine: Engine, args: argparse.Namespace) -> None:
+    if args.events_command == "export":
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout if not args.output else stack.enter_context(_open(args.output, "w"))
+            count = await export_events(engine.store, out, since=args.since)
+        print(f"exported {count} event(s)", file=sys.stderr)
+        return
+    with contextlib.ExitStack() as stack:
+        source = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file, "r"))
+        imported = await import_events(engine.store, source, name=args.file)
+    print(f"imported {imported.events} event(s) of {imported.jobs} job(s); projections rebuilt")
+
+
+def _open(path: str, mode: str) -> Any:
+    # Blocking file I/O is fine here: the command does nothing else meanwhile.
+    try:
+        return open(path, mode)  # closed by the caller's ExitStack
+    except OSError as exc:
+        raise ChronikError(f"cannot open {path}: {exc.strerror}") from None
 
 
 @contextlib.asynccontextmanager

@@ -45,7 +45,7 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
         # uvicorn re-raises SIGTERM/SIGINT after serve() returns, which would end the process
         # before the engine (and the embedded PostgreSQL, and the dev worker) stop. The
         # signals are ours: the first asks for a graceful stop, a second one forces it.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _stop_server, server)

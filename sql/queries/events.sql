@@ -27,3 +27,25 @@ LIMIT $3;
 SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds
 FROM events
 WHERE (tx, position) > ($1::xid8, $2::bigint);
+
+-- name: export_events
+-- The whole log after position $1, in position order, for ``chronik events export``.
+-- $1 position
+SELECT position, job_id, version, type, data::text AS data, meta::text AS meta, recorded_at
+FROM events WHERE position > $1 ORDER BY position;
+
+-- name: count_events
+-- How many events the log holds.
+SELECT count(*) FROM events;
+
+-- name: import_events
+-- Load exported events with their own positions (an import into an empty database).
+-- $1 positions, $2 job ids, $3 versions, $4 types, $5 data jsonb[], $6 meta jsonb[], $7 recorded_at
+INSERT INTO events (position, job_id, version, type, data, meta, recorded_at)
+OVERRIDING SYSTEM VALUE
+SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[],
+                     $7::timestamptz[]);
+
+-- name: continue_positions
+-- After an import, new events continue after the highest imported position.
+SELECT setval(pg_get_serial_sequence('events', 'position'), greatest(max(position), 1)) FROM events;
