@@ -19,8 +19,9 @@ import asyncpg
 import msgspec
 
 from chronik.api.schemas import HistoryEntry, JobView
+from chronik.core.audit import facts_of
 from chronik.core.errors import ChronikError
-from chronik.core.evolve import replay
+from chronik.core.evolve import evolve, replay
 from chronik.core.graph import to_dot, to_mermaid
 from chronik.projections.rebuild import rebuild as rebuild_projection
 from chronik.projections.rebuild import status as projection_status
@@ -112,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="inspect jobs").add_subparsers(dest="jobs_command", required=True)
     get = jobs.add_parser("get", help="print a job's current state as JSON")
     get.add_argument("job_id", help="the job's id")
-    history = jobs.add_parser("history", help="print a job's events")
+    history = jobs.add_parser(
+        "history", help="print a job's events: when, what, who did it, in words (--json: the raw events)"
+    )
     history.add_argument("job_id", help="the job's id")
     history.add_argument("--json", action="store_true", help="print JSON instead of a table")
     replay = jobs.add_parser(
@@ -260,14 +263,19 @@ async def _jobs(engine: Engine, args: argparse.Namespace) -> None:
             history = json.dumps(s.state_history, separators=(",", ":"), sort_keys=True)
             print(f"{r.version:>7}  {r.type:<18}  {s.status:<18}  {s.current_state:<16}  {history}")
         return
-    entries = [HistoryEntry.of(e) for e in await engine.job_history(job_id)]
+    recorded = await engine.job_history(job_id)
     if args.json:
-        print(json.dumps(msgspec.to_builtins(entries), indent=2))
+        print(json.dumps(msgspec.to_builtins([HistoryEntry.of(e) for e in recorded]), indent=2))
         return
-    print(f"{'VERSION':>7}  {'RECORDED AT':<32}  {'TYPE':<14}  DATA")
-    for entry in entries:
-        data = json.dumps(entry.data, separators=(",", ":"))
-        print(f"{entry.version:>7}  {entry.recorded_at.isoformat():<32}  {entry.type:<14}  {data}")
+    print(f"{'VERSION':>7}  {'AT':<32}  {'TYPE':<18}  {'ACTOR':<12}  WHAT HAPPENED")
+    state = None
+    for entry in recorded:
+        facts = facts_of(entry.event, state, entry.meta)
+        state = evolve(state, entry.event)
+        print(
+            f"{entry.version:>7}  {entry.event.at.isoformat():<32}  {entry.type:<18}  {facts.actor:<12}  "
+            f"{facts.summary}"
+        )
 
 
 async def _divergences(engine: Engine, job_id: UUID, args: argparse.Namespace) -> None:

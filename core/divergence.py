@@ -16,11 +16,14 @@ import msgspec
 
 from .events import (
     AnyEvent,
+    BranchesJoined,
     ChildStarted,
     HandlerFailed,
     JobCancelled,
+    JobCreated,
     JobFailed,
     ParallelDispatched,
+    StateEntered,
     TaskDispatched,
     TimedOut,
 )
@@ -51,23 +54,30 @@ class Divergence(msgspec.Struct, frozen=True, kw_only=True):
 def handler_runs(events: Sequence[AnyEvent]) -> Iterator[HandlerRun]:
     """The handler runs in a job's history, each with the state it started from.
 
-    A handler ran whenever the job was ``running`` and what followed was not an
-    outside event (a cancel, a deadline). Its events are the one it decided, or a
-    HandlerFailed and the JobFailed after it.
+    A handler runs once a job has entered a state (JobCreated, StateEntered,
+    BranchesJoined) and is ``running``; what follows, unless an outside event (a
+    cancel, a deadline), is what the handler decided: one event, or a HandlerFailed
+    and its JobFailed. (A worker's result also leaves a job ``running`` for a
+    moment, but the StateEntered after it is the result's, not a handler's.)
     """
     state: JobState | None = None
     index = 0
     while index < len(events):
         event = events[index]
+        entered = index > 0 and isinstance(events[index - 1], JobCreated | StateEntered | BranchesJoined)
         if (
-            state is not None
+            entered
+            and state is not None
             and state.status == JobStatus.RUNNING
             and not isinstance(event, JobCancelled | TimedOut)
         ):
-            size = 2 if isinstance(event, HandlerFailed) and index + 1 < len(events) else 1
-            group = tuple(events[index : index + size])
-            if size == 2 and not isinstance(group[1], JobFailed):
-                group = group[:1]
+            group: tuple[AnyEvent, ...] = (event,)
+            if (
+                isinstance(event, HandlerFailed)
+                and index + 1 < len(events)
+                and isinstance(events[index + 1], JobFailed)
+            ):
+                group = (event, events[index + 1])
             yield HandlerRun(index + 1, state, group)
             for item in group:
                 state = evolve(state, item)

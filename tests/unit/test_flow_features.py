@@ -346,3 +346,24 @@ def test_graph_shows_fan_out_children_and_timeouts() -> None:
     assert "start --> join : fan-out: all branches in" in chart
     assert "join --> done : child child: success" in chart
     assert "join --> late : timeout 30 s" in chart
+
+
+def test_handler_runs_are_told_apart_from_a_results_own_moves() -> None:
+    from chronik.core.divergence import handler_runs
+    from chronik.core.events import JobCreated, TaskDispatched
+
+    job_id, task_id = uuid4(), uuid4()
+    events = [
+        JobCreated(at=NOW, job_id=job_id, blueprint="b", start_state="start"),
+        TaskDispatched(
+            at=NOW, task_id=task_id, task_type="t", state="start", transitions={"success": "done"}
+        ),
+        TaskCompleted(at=NOW, task_id=task_id, attempt=1, worker_id="w", status="success"),
+        StateEntered(at=NOW, state="done", from_state="start"),  # the result's move, not a handler's
+        JobFinished(at=NOW, state="done"),
+    ]
+    runs = list(handler_runs(events))
+    assert [(run.version, run.before.current_state, [type(e) for e in run.events]) for run in runs] == [
+        (2, "start", [TaskDispatched]),
+        (5, "done", [JobFinished]),
+    ]
