@@ -5,12 +5,135 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from chronik.core.errors import ConfigError
 
-__all__ = ["load_worker_tokens"]
+__all__ = ["ScheduleEntry", "load_schedules", "load_worker_tokens"]
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WHEN = ("interval_seconds", "daily_at", "weekly_days", "monthly_dates", "cron")
+
+
+class ScheduleEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of ``schedules.toml``, checked: a blueprint to start and when."""
+
+    name: str
+    blueprint: str
+    input_data: dict[str, Any]
+    interval_seconds: float | None = None
+    at: tuple[int, int] | None = None
+    """(hour, minute) for ``daily_at``, and for ``time`` with weekly days or monthly dates."""
+    weekly_days: tuple[str, ...] = ()
+    monthly_dates: tuple[int, ...] = ()
+    cron: str | None = None
+
+
+def load_schedules(path: str | Path) -> list[ScheduleEntry]:
+    """Schedules from a ``schedules.toml`` in Avtomatika's format (plus ``cron``).
+
+    ```toml
+    [nightly_report]
+    blueprint = "reports"
+    input_data = {scope = "all"}
+    daily_at = "02:30"            # or: interval_seconds = 3600
+                                  # or: weekly_days = ["mon", "fri"] and time = "09:00"
+                                  # or: monthly_dates = [1, 15] and time = "10:00"
+                                  # or: cron = "*/5 * * * *"
+    ```
+    A mistake is a ``ConfigError`` naming the file, the entry and the field.
+    """
+    file = Path(path)
+    document = _read_toml(file, "SCHEDULES_CONFIG_PATH")
+    entries = []
+    for name, entry in document.items():
+        where = f"{file}: [{name}]"
+        if not _NAME.match(name):
+            raise ConfigError(f"{where}: a schedule name may only have letters, digits, '_', '.' and '-'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table with 'blueprint' and when to run it")
+        unknown = sorted(set(entry) - {"blueprint", "input_data", "time", *_WHEN})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        blueprint = entry.get("blueprint")
+        if not isinstance(blueprint, str) or not blueprint:
+            raise ConfigError(f"{where}: field 'blueprint' must name a blueprint")
+        input_data = entry.get("input_data", {})
+        if not isinstance(input_data, dict):
+            raise ConfigError(f"{where}: field 'input_data' must be a table")
+        when = [field for field in _WHEN if field in entry]
+        if len(when) != 1:
+            raise ConfigError(
+                f"{where}: give exactly one of {', '.join(_WHEN)} (it has {', '.join(when) or 'none'})"
+            )
+        entries.append(_schedule(where, name, blueprint, input_data, when[0], entry))
+    return entries
+
+
+def _schedule(
+    where: str, name: str, blueprint: str, input_data: dict[str, Any], field: str, entry: dict[str, Any]
+) -> ScheduleEntry:
+    value = entry[field]
+    needs_time = field in ("weekly_days", "monthly_dates")
+    if "time" in entry and not needs_time:
+        raise ConfigError(f"{where}: field 'time' goes with weekly_days or monthly_dates, not {field}")
+    at = _time(where, "time", entry.get("time")) if needs_time else None
+    base = ScheduleEntry(name=name, blueprint=blueprint, input_data=input_data)
+    match field:
+        case "interval_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+                raise ConfigError(
+                    f"{where}: field 'interval_seconds' must be a number of seconds, at least 1"
+                )
+            return msgspec.structs.replace(base, interval_seconds=float(value))
+        case "daily_at":
+            return msgspec.structs.replace(base, at=_time(where, "daily_at", value))
+        case "weekly_days":
+            days = value if isinstance(value, list) else None
+            if not days or not all(isinstance(d, str) and d.lower()[:3] in _DAYS for d in days):
+                raise ConfigError(
+                    f'{where}: field \'weekly_days\' must list days such as ["mon", "fri"], got {value!r}'
+                )
+            return msgspec.structs.replace(base, at=at, weekly_days=tuple(d.lower()[:3] for d in days))
+        case "monthly_dates":
+            dates = value if isinstance(value, list) else None
+            if not dates or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 31 for d in dates
+            ):
+                raise ConfigError(
+                    f"{where}: field 'monthly_dates' must list days of the month (1-31), got {value!r}"
+                )
+            return msgspec.structs.replace(base, at=at, monthly_dates=tuple(dates))
+        case _:
+            if not isinstance(value, str) or len(value.split()) != 5:
+                raise ConfigError(
+                    f"{where}: field 'cron' must have five fields (minute hour day month weekday)"
+                )
+            return msgspec.structs.replace(base, cron=value)
+
+
+def _time(where: str, field: str, value: object) -> tuple[int, int]:
+    match = _TIME.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f'{where}: field {field!r} must be a time as "HH:MM" (24 h), got {value!r}')
+    return int(match.group(1)), int(match.group(2))
+
+
+def _read_toml(file: Path, setting: str) -> dict[str, Any]:
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found ({setting})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
 def load_worker_tokens(path: str | Path) -> dict[str, str]:
@@ -22,13 +145,7 @@ def load_worker_tokens(path: str | Path) -> dict[str, str]:
     ```
     """
     file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: file not found (WORKERS_CONFIG_PATH)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    document = _read_toml(file, "WORKERS_CONFIG_PATH")
     tokens: dict[str, str] = {}
     for worker_id, entry in document.items():
         if not _WORKER_ID.match(worker_id):

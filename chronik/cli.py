@@ -12,12 +12,15 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any, NoReturn
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
 
+from chronik.adapters.config import load_schedules
 from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.audit import facts_of
 from chronik.core.errors import ChronikError
@@ -29,6 +32,7 @@ from chronik.projections.setup import PROJECTORS, projector_named
 
 from ._archive import export_events, import_events
 from ._logging import configure_logging
+from ._scheduler import check_blueprints, describe, trigger_of
 from .engine import Engine
 from .loader import load_blueprints, load_worker
 from .replay import divergences
@@ -143,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
 
+    schedules = commands.add_parser("schedules", help="the schedules.toml").add_subparsers(
+        dest="schedules_command", required=True
+    )
+    listing = schedules.add_parser(
+        "list",
+        help="check a schedules.toml and print each schedule's next fire time (TZ, default UTC)",
+    )
+    listing.add_argument("--file", help="default: SCHEDULES_CONFIG_PATH")
+    listing.add_argument("--app", help="also check that each blueprint is one of APP's (module:attribute)")
+
     events = commands.add_parser("events", help="export and import the event log").add_subparsers(
         dest="events_command", required=True
     )
@@ -226,6 +240,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
                 await _jobs(engine, args)
             finally:
                 await engine.stop()
+        case "schedules":
+            _schedules(args, settings)
         case "projections" | "events":
             engine = Engine(settings=settings)
             await engine.start(run_executor=False)
@@ -309,6 +325,22 @@ def _describe(events: list[dict[str, Any]]) -> str:
         fields = {k: v for k, v in event.items() if k not in ("type", "at") and v not in ({}, [], None, "")}
         shown.append(f"{event['type']} {json.dumps(fields, separators=(',', ':'), sort_keys=True)}")
     return "; ".join(shown)
+
+
+def _schedules(args: argparse.Namespace, settings: Settings) -> None:
+    path = args.file or settings.schedules_config_path
+    if not path:
+        raise ChronikError("no schedules file: pass --file or set SCHEDULES_CONFIG_PATH")
+    entries = load_schedules(path)
+    if args.app:
+        check_blueprints(entries, {bp.name: bp for bp in load_blueprints(args.app)}, path)
+    tz = ZoneInfo(settings.timezone)
+    now = datetime.now(tz)
+    print(f"{'SCHEDULE':<24}  {'BLUEPRINT':<20}  {'WHEN':<28}  NEXT FIRE ({settings.timezone})")
+    for entry in entries:
+        upcoming = trigger_of(entry, tz).get_next_fire_time(None, now)
+        shown = upcoming.isoformat() if upcoming is not None else "never"
+        print(f"{entry.name:<24}  {entry.blueprint:<20}  {describe(entry):<28}  {shown}")
 
 
 async def _projections(engine: Engine, args: argparse.Namespace) -> None:

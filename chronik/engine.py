@@ -24,10 +24,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
 
+from chronik.adapters.config import ScheduleEntry, load_schedules
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
@@ -53,6 +55,7 @@ from chronik.projections.setup import PROJECTORS, prepare_database
 
 from ._executor import StepExecutor
 from ._projector import ProjectionRunner
+from ._scheduler import Scheduler, check_blueprints
 from ._store import JobStore
 from ._watcher import Watcher
 from ._workers import WorkerService
@@ -96,6 +99,8 @@ class Engine:
         self._workers: WorkerService | None = None
         self.watcher: Watcher | None = None
         self.projections: ProjectionRunner | None = None
+        self.scheduler: Scheduler | None = None
+        self.schedules: list[ScheduleEntry] = []
 
     # -- blueprints -------------------------------------------------------------
 
@@ -186,6 +191,17 @@ class Engine:
             store, dsn=dsn, interval=settings.watcher_interval, policy=policy, instance=settings.instance_id
         )
         self.projections = ProjectionRunner(store.pool, PROJECTORS, interval=settings.projection_interval)
+        if settings.schedules_config_path:
+            self.schedules = load_schedules(settings.schedules_config_path)
+            check_blueprints(self.schedules, self.blueprints, settings.schedules_config_path)
+            self.scheduler = Scheduler(
+                store,
+                self.blueprints,
+                self.schedules,
+                tz=ZoneInfo(settings.timezone),
+                instance=settings.instance_id,
+            )
+            self.scheduler.start()
         self._background = [
             asyncio.create_task(executor.run(self._stop), name="chronik-executor"),
             asyncio.create_task(self.watcher.run(self._stop), name="chronik-watcher"),
@@ -207,6 +223,9 @@ class Engine:
     async def stop(self) -> None:
         """Let running handlers finish, then disconnect (and stop the embedded server)."""
         self.begin_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
         self._stop.set()
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Mapping
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -30,6 +31,8 @@ ENVIRONMENT: dict[str, str] = {
     "TASK_RETRY_MAX_SECONDS": "the longest backoff",
     "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
     "PROJECTION_INTERVAL_SECONDS": "how often idle projections look for new events",
+    "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
+    "TZ": "the time zone of the schedules",
     "LOG_LEVEL": "the command line's log level",
     "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
     "WORKER_TOKEN": "(workers) the token a worker sends",
@@ -78,6 +81,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``WORKER_POLL_MAX_SECONDS``: the longest a worker's long-poll is held, whatever it asks."""
     projection_interval: float = 1.0
     """``PROJECTION_INTERVAL_SECONDS``: how often idle projections look for new events (jittered)."""
+    schedules_config_path: str | None = None
+    """``SCHEDULES_CONFIG_PATH``: a ``schedules.toml`` of blueprints to start on a schedule."""
+    timezone: str = "UTC"
+    """``TZ``: the IANA time zone the schedules' times are in (``Europe/Berlin``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -100,7 +107,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             retry_max_seconds=_number(env, "TASK_RETRY_MAX_SECONDS", float, 300.0, minimum=0),
             max_poll_seconds=_number(env, "WORKER_POLL_MAX_SECONDS", float, 60.0, minimum=0),
             projection_interval=_number(env, "PROJECTION_INTERVAL_SECONDS", float, 1.0, minimum=0.05),
+            schedules_config_path=env.get("SCHEDULES_CONFIG_PATH") or None,
+            timezone=_zone(env.get("TZ") or "UTC"),
         )
+
+
+def _zone(name: str) -> str:
+    # POSIX allows TZ=":Europe/Berlin"; the zone database knows it without the colon.
+    zone = name.removeprefix(":")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"TZ={name!r} is not a time zone (use an IANA name such as Europe/Berlin)"
+        ) from None
+    return zone
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, *, minimum: N) -> N:
