@@ -16,7 +16,7 @@ from .errors import exception_handlers
 from .guards import client_token_guard
 from .ports import Orchestrator
 from .routes.jobs import job_routes
-from .routes.public import status
+from .routes.public import metrics, ready, status
 from .routes.workers import worker_routes
 from .worker_auth import WorkerCredentials
 
@@ -59,6 +59,8 @@ def create_app(
             job_routes([client_token_guard(client_token)]),
             worker_routes(lambda: credentials),
             status,
+            ready,
+            metrics,
         ],
         exception_handlers=exception_handlers,
         lifespan=[lifespan],

@@ -19,6 +19,10 @@ class Orchestrator(Protocol):
 
     def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
 
+    async def readiness(self) -> str | None: ...
+
+    async def metrics_text(self) -> bytes: ...
+
     async def create_job(
         self,
         blueprint: str | Blueprint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from uuid import UUID
@@ -55,7 +56,9 @@ class StepExecutor:
         poll_interval: float,
         lease_seconds: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observe_step: Callable[[str, float], None] | None = None,
     ) -> None:
+        self._observe_step = observe_step
         self._store = store
         self._blueprints = blueprints
         self._wake = wake
@@ -191,7 +194,10 @@ class StepExecutor:
             bound.warning("unknown_blueprint", blueprint=state.blueprint)
             await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
             return
+        started = time.perf_counter()
         outcome = await run_handler(blueprint, state)
+        if self._observe_step is not None:
+            self._observe_step(state.blueprint, time.perf_counter() - started)
         at = self._clock()
         events = decide_step(state, blueprint, outcome, at, blueprints=self._blueprints)
         try:

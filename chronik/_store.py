@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -89,8 +89,15 @@ def abandoned_child(before: JobState | None, after: JobState, events: Sequence[A
 class JobStore:
     """Reads and writes jobs through the event log, keeping projections and queues in step."""
 
-    def __init__(self, pool: asyncpg.Pool, blueprints: Mapping[str, Blueprint] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        blueprints: Mapping[str, Blueprint] | None = None,
+        *,
+        on_commit: Callable[[JobState | None, JobState, Sequence[AnyEvent]], None] | None = None,
+    ) -> None:
         self.pool = pool
+        self._on_commit = on_commit
         self.blueprints: Mapping[str, Blueprint] = blueprints if blueprints is not None else {}
         """The engine's blueprints: to stamp state deadlines into events (see ``stamp_state_deadlines``)."""
 
@@ -131,6 +138,7 @@ class JobStore:
                     await self._write(conn, before, after, events, meta)
             else:
                 await self._write(conn, before, after, events, meta)
+            self._committed(before, after, events)
             return after
         # Several streams change together: one transaction (a savepoint inside the caller's).
         async with contextlib.AsyncExitStack() as stack:
@@ -141,7 +149,13 @@ class JobStore:
                 await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
             if child is not None:
                 await self._cancel_child(tx, child, parent=after, meta=meta)
+        self._committed(before, after, events)
         return after
+
+    def _committed(self, before: JobState | None, after: JobState, events: Sequence[AnyEvent]) -> None:
+        # Counted when written, which may still roll back with a caller's transaction: metrics, not history.
+        if self._on_commit is not None and events:
+            self._on_commit(before, after, events)
 
     async def project(self, conn: asyncpg.Connection, state: JobState) -> None:
         """Write the rows a job's state implies (``jobs``, its step and task rows), appending nothing.

@@ -33,6 +33,7 @@ from chronik.adapters.config import ScheduleEntry, load_schedules
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
+from chronik.adapters.postgres.migrate import pending_migrations
 from chronik.adapters.postgres.pool import create_pool
 from chronik.core.actions import check_timeout
 from chronik.core.blueprint import Blueprint
@@ -59,6 +60,7 @@ from ._scheduler import Scheduler, check_blueprints
 from ._store import JobStore
 from ._watcher import Watcher
 from ._workers import WorkerService
+from .metrics import Metrics
 from .settings import Settings
 
 __all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Engine"]
@@ -100,6 +102,7 @@ class Engine:
         self.watcher: Watcher | None = None
         self.projections: ProjectionRunner | None = None
         self.scheduler: Scheduler | None = None
+        self.metrics = Metrics()
         self.schedules: list[ScheduleEntry] = []
 
     # -- blueprints -------------------------------------------------------------
@@ -150,7 +153,7 @@ class Engine:
             self._database_url = self._embedded.dsn
         try:
             self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
-            self._store = JobStore(self._pool, self.blueprints)
+            self._store = JobStore(self._pool, self.blueprints, on_commit=self.metrics.committed)
             if run_migrations:
                 async with self._pool.acquire() as conn:
                     applied = await prepare_database(conn)
@@ -178,6 +181,9 @@ class Engine:
             max_concurrent=settings.max_concurrent_jobs,
             poll_interval=settings.poll_interval,
             lease_seconds=settings.step_lease_seconds,
+            observe_step=lambda blueprint, seconds: self.metrics.step_seconds.labels(blueprint).observe(
+                seconds
+            ),
         )
         self._workers = WorkerService(
             store,
@@ -368,6 +374,25 @@ class Engine:
     async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
         return await self._command(job_id, lambda state: decide_retry(state, _now(), actor=actor), actor)
+
+    async def readiness(self) -> str | None:
+        """Why this instance is not ready to serve (``None`` when it is): the database must answer and
+        every migration be applied."""
+        if self._pool is None:
+            return "the engine has not started"
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                pending = await pending_migrations(conn)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return f"the database does not answer: {exc}"
+        if pending:
+            return f"migrations not applied: {', '.join(pending)} (run chronik db migrate)"
+        return None
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition of this instance, with the cluster's queues read now."""
+        async with self.store.pool.acquire() as conn:
+            return await self.metrics.scrape(conn)
 
     async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""

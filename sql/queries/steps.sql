@@ -51,3 +51,7 @@ WHERE job_id = ANY($1::uuid[]) AND leased_by = $3 AND leased_until IS NOT NULL;
 -- name: seconds_to_next_step
 -- How long until the next step that is not due yet becomes due (a timer); NULL when none waits.
 SELECT extract(epoch FROM min(run_at) - now())::float8 FROM job_steps WHERE run_at > now();
+
+-- name: steps_due
+-- Handler runs and timers that are due now and not taken by an instance.
+SELECT count(*) FROM job_steps WHERE run_at <= now() AND (leased_until IS NULL OR leased_until < now());

@@ -103,3 +103,10 @@ FROM events
 WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
   AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4;
 
+
+-- name: queue_depths
+-- Per task type: attempts waiting for a worker now, and the age of the oldest of them.
+SELECT task_type, count(*) AS queued,
+       coalesce(extract(epoch FROM now() - min(available_at)), 0)::float8 AS oldest_seconds
+FROM tasks WHERE status = 'queued' AND available_at <= now()
+GROUP BY task_type;

@@ -1,0 +1,121 @@
+"""Prometheus metrics of one instance, served at ``/_public/metrics``.
+
+Counters and histograms count what this instance did (Prometheus sums the
+instances); the queue and projection gauges are read from PostgreSQL at each
+scrape, so every instance reports the cluster's queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from chronik.adapters.postgres.queries import QUERIES
+from chronik.core.audit import task_type_of
+from chronik.core.events import (
+    AnyEvent,
+    JobCreated,
+    JobFailed,
+    JobFinished,
+    TaskCompleted,
+    TaskFailed,
+    TaskLost,
+)
+from chronik.core.state import JobState
+from chronik.projections.rebuild import status as projection_status
+
+__all__ = ["Metrics"]
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+class Metrics:
+    """The instruments of one engine, in a registry of its own (several engines fit in a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs_created = Counter(
+            "chronik_jobs_created", "Jobs created", ["blueprint"], registry=self.registry
+        )
+        self.jobs_ended = Counter(
+            "chronik_jobs_ended",
+            "Jobs that ended, by status",
+            ["blueprint", "status"],
+            registry=self.registry,
+        )
+        self.step_seconds = Histogram(
+            "chronik_step_seconds",
+            "Handler run time",
+            ["blueprint"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.task_seconds = Histogram(
+            "chronik_task_run_seconds",
+            "Task attempt run time, from claim to result",
+            ["task_type", "outcome"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self.attempts_lost = Counter(
+            "chronik_task_attempts_lost",
+            "Attempts that lost their worker (lease_expired) or ran too long (timed_out)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.tasks_queued = Gauge(
+            "chronik_tasks_queued",
+            "Task attempts waiting for a worker",
+            ["task_type"],
+            registry=self.registry,
+        )
+        self.tasks_oldest = Gauge(
+            "chronik_tasks_oldest_queued_seconds",
+            "Age of the oldest attempt waiting for a worker",
+            ["task_type"],
+            registry=self.registry,
+        )
+        self.steps_due = Gauge("chronik_steps_due", "Handler runs and timers due now", registry=self.registry)
+        self.projection_lag_events = Gauge(
+            "chronik_projection_lag_events", "Events not yet applied", ["projection"], registry=self.registry
+        )
+        self.projection_lag_seconds = Gauge(
+            "chronik_projection_lag_seconds",
+            "Age of the oldest event not yet applied",
+            ["projection"],
+            registry=self.registry,
+        )
+
+    def committed(self, before: JobState | None, after: JobState, events: Sequence[AnyEvent]) -> None:
+        """Count what one commit of a job recorded."""
+        for event in events:
+            match event:
+                case JobCreated():
+                    self.jobs_created.labels(after.blueprint).inc()
+                case JobFinished() | JobFailed():
+                    self.jobs_ended.labels(after.blueprint, after.status).inc()
+                case TaskCompleted() | TaskFailed() if event.claimed_at is not None:
+                    task_type = task_type_of(before, event.task_id) or "unknown"
+                    outcome = "completed" if isinstance(event, TaskCompleted) else "failed"
+                    self.task_seconds.labels(task_type, outcome).observe(
+                        max(0.0, (event.at - event.claimed_at).total_seconds())
+                    )
+                case TaskLost():
+                    self.attempts_lost.labels(event.reason).inc()
+        if after.status == "cancelled" and (before is None or before.status != "cancelled"):
+            self.jobs_ended.labels(after.blueprint, after.status).inc()
+
+    async def scrape(self, conn: asyncpg.Connection) -> bytes:
+        """Read the cluster's queues and projection lag, then render every metric."""
+        self.tasks_queued.clear()
+        self.tasks_oldest.clear()
+        for row in await conn.fetch(QUERIES["queue_depths"]):
+            self.tasks_queued.labels(row["task_type"]).set(row["queued"])
+            self.tasks_oldest.labels(row["task_type"]).set(row["oldest_seconds"])
+        self.steps_due.set(await conn.fetchval(QUERIES["steps_due"]))
+        for found in await projection_status(conn):
+            self.projection_lag_events.labels(found.name).set(found.lag_events)
+            self.projection_lag_seconds.labels(found.name).set(found.lag_seconds)
+        return generate_latest(self.registry)
