@@ -16,7 +16,7 @@ from chronik.adapters.postgres.event_store import LogPosition
 from chronik.adapters.postgres.queries import QUERIES
 
 from .framework import Projector, StateCache, apply_batch, table_ddl
-from .setup import install_analytics
+from .setup import analytics_grants, install_analytics
 
 __all__ = ["ProjectionStatus", "build_shadow", "differences", "rebuild", "shadow_of", "status"]
 
@@ -55,6 +55,7 @@ async def rebuild(conn: asyncpg.Connection, projector: Projector, *, batch: int 
     async with conn.transaction():
         await conn.fetchrow(QUERIES["wait_for_checkpoint"], projector.name)
         reached = await _catch_up(conn, projector, shadow, reached, cache, batch=batch)
+        grants = await analytics_grants(conn)
         old = f"{projector.name}__old"
         await conn.execute(f"ALTER TABLE {projector.name} RENAME TO {old}")
         await conn.execute(f"DROP TABLE {old} CASCADE")  # and the views on it, installed again below
@@ -64,7 +65,7 @@ async def rebuild(conn: asyncpg.Connection, projector: Projector, *, batch: int 
             if name.startswith(shadow):
                 await conn.execute(f"ALTER INDEX {name} RENAME TO {projector.name}{name[len(shadow) :]}")
         await conn.execute(QUERIES["save_checkpoint"], projector.name, reached.tx, reached.position)
-        await install_analytics(conn)
+        await install_analytics(conn, grants)
     return reached
 
 

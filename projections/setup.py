@@ -14,7 +14,14 @@ from .attempts import TaskAttempts
 from .framework import Projector, table_ddl
 from .history import JobHistory
 
-__all__ = ["PROJECTORS", "ensure_projections", "install_analytics", "prepare_database", "projector_named"]
+__all__ = [
+    "PROJECTORS",
+    "analytics_grants",
+    "ensure_projections",
+    "install_analytics",
+    "prepare_database",
+    "projector_named",
+]
 
 PROJECTORS: tuple[Projector, ...] = (JobHistory(), TaskAttempts())
 """The projections that follow the log asynchronously (``jobs`` is written inline)."""
@@ -44,6 +51,7 @@ async def ensure_projections(conn: asyncpg.Connection) -> list[str]:
     created: list[str] = []
     async with conn.transaction():
         await conn.execute(QUERIES["lock_projection_setup"])
+        grants = await analytics_grants(conn)
         for projector in PROJECTORS:
             row = await conn.fetchrow(QUERIES["get_checkpoint"], projector.name)
             exists = await conn.fetchval(QUERIES["table_exists"], projector.name)
@@ -55,14 +63,38 @@ async def ensure_projections(conn: asyncpg.Connection) -> list[str]:
             created.append(projector.name)
         installed = await conn.fetchval(QUERIES["analytics_checksum"])
         if created or installed != _analytics_checksum():
-            await install_analytics(conn)
+            await install_analytics(conn, grants)
     return created
 
 
-async def install_analytics(conn: asyncpg.Connection) -> None:
-    """(Re)create the ``chronik_analytics`` views over the live tables."""
+async def analytics_grants(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    """The grants on the analytics schema and views: (``schema`` or ``view``, role, privilege)."""
+    exists = await conn.fetchval("SELECT to_regnamespace('chronik_analytics') IS NOT NULL")
+    if not exists:
+        return []
+    return [
+        (row["kind"], row["grantee"], row["privilege"])
+        for row in await conn.fetch(QUERIES["analytics_grants"])
+    ]
+
+
+async def install_analytics(
+    conn: asyncpg.Connection, grants: list[tuple[str, str, str]] | None = None
+) -> None:
+    """(Re)create the ``chronik_analytics`` views over the live tables, keeping who may read them.
+
+    ``grants`` are those read before the old views went (a rebuild drops them with
+    their tables); by default the ones on the views about to be replaced.
+    """
+    kept = await analytics_grants(conn) if grants is None else grants
     await conn.execute(_analytics_sql())
     await conn.execute(f"COMMENT ON SCHEMA chronik_analytics IS '{_analytics_checksum()}'")
+    for kind, grantee, privilege in kept:
+        role = '"' + grantee.replace('"', '""') + '"'
+        if kind == "schema":
+            await conn.execute(f"GRANT USAGE ON SCHEMA chronik_analytics TO {role}")
+        elif privilege == "SELECT":
+            await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA chronik_analytics TO {role}")
 
 
 def _analytics_sql() -> str:

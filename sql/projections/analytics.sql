@@ -71,8 +71,10 @@ GROUP BY worker_id, date_trunc('hour', ended_at);
 -- One row per approval asked for, with how and when it was answered (NULL while waiting).
 CREATE VIEW chronik_analytics.approvals AS
 SELECT r.job_id, r.blueprint, r.state_after AS state, r.at AS requested_at, d.at AS answered_at,
-       CASE d.type WHEN 'ApprovalGiven' THEN 'decided' WHEN 'ApprovalTimedOut' THEN 'timed_out'
-                   WHEN NULL THEN NULL ELSE 'abandoned' END AS answer,
+       CASE WHEN d.type IS NULL THEN NULL
+            WHEN d.type = 'ApprovalGiven' THEN 'decided'
+            WHEN d.type = 'ApprovalTimedOut' THEN 'timed_out'
+            ELSE 'abandoned' END AS answer,
        CASE WHEN d.type = 'ApprovalGiven' THEN d.outcome END AS decision,
        CASE WHEN d.type = 'ApprovalGiven' THEN d.actor END AS decided_by,
        extract(epoch FROM d.at - r.at)::double precision AS response_seconds
