@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from pathlib import Path
@@ -11,7 +12,7 @@ import msgspec
 
 from chronik.core.errors import ConfigError
 
-__all__ = ["ScheduleEntry", "load_schedules", "load_worker_tokens"]
+__all__ = ["ScheduleEntry", "load_clients", "load_schedules", "load_worker_tokens"]
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -134,6 +135,39 @@ def _read_toml(file: Path, setting: str) -> dict[str, Any]:
         raise ConfigError(f"{file}: file not found ({setting})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+
+
+def load_clients(path: str | Path) -> dict[str, str]:
+    """Named clients from a ``clients.toml`` in Avtomatika's format: ``{name: sha256 of its token}``.
+
+    ```toml
+    [billing]
+    token = "a-long-random-secret"
+    plan = "pro"                  # accepted, for Avtomatika's files; chronik sets no limits by plan yet
+    ```
+    Only the tokens' SHA-256 digests are kept in memory; the name is what the log
+    records as the actor of everything the client does.
+    """
+    file = Path(path)
+    document = _read_toml(file, "CLIENTS_CONFIG_PATH")
+    clients: dict[str, str] = {}
+    for name, entry in document.items():
+        where = f"{file}: [{name}]"
+        if not _NAME.match(name):
+            raise ConfigError(f"{where}: a client name may only have letters, digits, '_', '.' and '-'")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table with a 'token' field")
+        token = entry.get("token")
+        if not isinstance(token, str) or len(token) < 16:
+            raise ConfigError(f"{where}: field 'token' must be a string of at least 16 characters")
+        unknown = sorted(set(entry) - {"token", "plan", "monthly_attempts"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if digest in clients.values():
+            raise ConfigError(f"{where}: field 'token' is the token of another client; give each its own")
+        clients[name] = digest
+    return clients
 
 
 def load_worker_tokens(path: str | Path) -> dict[str, str]:

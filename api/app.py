@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
+from chronik.adapters.config import load_clients
 from chronik.core.errors import ConfigError
 
 from .errors import exception_handlers
@@ -30,18 +32,27 @@ def create_app(
     worker_token: str | None = None,
     workers_config_path: str | None = None,
     manage_engine: bool = True,
+    clients_config_path: str | None = None,
 ) -> Litestar:
     """The HTTP app over ``engine``.
 
     Args:
         engine: The orchestrator the routes call.
-        client_token: The token clients must send as ``X-Client-Token``; required.
+        client_token: ``CLIENT_TOKEN``, a token clients may send as ``X-Client-Token``; the
+            log names its requests ``client``.
+        clients_config_path: ``CLIENTS_CONFIG_PATH``, a ``clients.toml`` of named clients'
+            tokens; the log names each client's requests after it. One of the two is required.
         worker_token: ``GLOBAL_WORKER_TOKEN``, the token any worker may send as ``X-Worker-Token``.
         workers_config_path: ``WORKERS_CONFIG_PATH``, a ``workers.toml`` of per-worker tokens.
         manage_engine: Start the engine when the app starts and stop it when the app stops.
     """
-    if not client_token:
-        raise ConfigError("CLIENT_TOKEN is not set; clients authenticate with it (X-Client-Token)")
+    clients = load_clients(clients_config_path) if clients_config_path else {}
+    if client_token:
+        clients.setdefault("client", hashlib.sha256(client_token.encode()).hexdigest())
+    if not clients:
+        raise ConfigError(
+            "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it (X-Client-Token)"
+        )
     credentials = WorkerCredentials(worker_token, workers_config_path)
 
     @asynccontextmanager
@@ -56,7 +67,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            job_routes([client_token_guard(client_token)]),
+            job_routes([client_token_guard(clients)]),
             worker_routes(lambda: credentials),
             status,
             ready,

@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = commands.add_parser(
         "serve",
-        help="run an orchestrator instance (needs CLIENT_TOKEN)",
-        description="Migrate and serve the API for APP's blueprints. CLIENT_TOKEN must be set.",
+        help="run an orchestrator instance (needs CLIENT_TOKEN or CLIENTS_CONFIG_PATH)",
+        description="Migrate and serve the API for APP's blueprints. CLIENT_TOKEN or CLIENTS_CONFIG_PATH "
+        "(a clients.toml of named clients) must be set.",
     )
     srv.add_argument("app", help="module:attribute of blueprints, e.g. myflows:blueprints")
     srv.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
@@ -217,8 +218,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
             await worker.serve_until_signalled()
         case "serve":
             engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
-            if not settings.client_token:
-                raise ChronikError("CLIENT_TOKEN is not set; clients authenticate with it (X-Client-Token)")
+            if not settings.client_token and not settings.clients_config_path:
+                raise ChronikError(
+                    "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it "
+                    "(X-Client-Token)"
+                )
             await serve(engine, host=args.host, port=args.port)
         case "blueprint":
             found = {bp.name: bp for bp in load_blueprints(args.app)}

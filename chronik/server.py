@@ -29,6 +29,7 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
         worker_token=settings.global_worker_token,
         workers_config_path=settings.workers_config_path,
         manage_engine=False,
+        clients_config_path=settings.clients_config_path,
     )
     await engine.start()
     try:

@@ -18,6 +18,7 @@ ENVIRONMENT: dict[str, str] = {
     "DATABASE_URL": "the PostgreSQL to use; unset: the embedded one",
     "CHRONIK_DATA_DIR": "where the embedded PostgreSQL keeps its data",
     "CLIENT_TOKEN": "the token clients send as X-Client-Token",
+    "CLIENTS_CONFIG_PATH": "a clients.toml of named clients and their tokens",
     "EXECUTOR_MAX_CONCURRENT_JOBS": "handlers running at once per instance",
     "POLL_INTERVAL_SECONDS": "the safety-net poll for missed notifications",
     "STEP_LEASE_SECONDS": "how long a claimed step is an instance's",
@@ -55,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``CHRONIK_DATA_DIR``: where the embedded server keeps its data."""
     client_token: str | None = None
     """``CLIENT_TOKEN``: the token clients send as ``X-Client-Token``."""
+    clients_config_path: str | None = None
+    """``CLIENTS_CONFIG_PATH``: a ``clients.toml`` of named clients (``[name] token = "..."``)."""
     max_concurrent_jobs: int = 100
     """``EXECUTOR_MAX_CONCURRENT_JOBS``: handlers running at once in this instance."""
     poll_interval: float = 5.0
@@ -94,6 +97,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=env.get("DATABASE_URL") or None,
             data_dir=env.get("CHRONIK_DATA_DIR") or ".chronik/pgdata",
             client_token=env.get("CLIENT_TOKEN") or None,
+            clients_config_path=env.get("CLIENTS_CONFIG_PATH") or None,
             max_concurrent_jobs=_number(env, "EXECUTOR_MAX_CONCURRENT_JOBS", int, 100, minimum=1),
             poll_interval=_number(env, "POLL_INTERVAL_SECONDS", float, 5.0, minimum=0.05),
             step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Router, get, post
+from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
@@ -15,6 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from chronik.core.errors import InvalidInput
 from chronik.projections.jobs import JobFilter
 
+from ..guards import client_of
 from ..ports import Orchestrator
 from ..schemas import (
     ApprovalAccepted,
@@ -50,6 +51,7 @@ async def create_job(
     api_endpoint: FromPath[str],
     data: JSONBody[CreateJobRequest],
     state: State,
+    request: Request[Any, Any, Any],
     idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
 ) -> JobAccepted:
     """Create a job of the blueprint served at ``api_endpoint``; its first step is queued at once.
@@ -63,7 +65,7 @@ async def create_job(
     job = await engine.create_job(
         blueprint,
         data.initial_data,
-        actor="client",
+        actor=client_of(request),
         idempotency_key=idempotency_key,
         timeout_seconds=data.timeout_seconds,
     )
@@ -147,29 +149,32 @@ async def get_history(
 
 @post("/jobs/{job_id:str}/approval", status_code=HTTP_200_OK, summary="Decide on a job waiting for approval")
 async def approve_job(
-    job_id: FromPath[str], data: JSONBody[ApprovalRequest], state: State
+    job_id: FromPath[str], data: JSONBody[ApprovalRequest], state: State, request: Request[Any, Any, Any]
 ) -> ApprovalAccepted:
     """Record a decision; 409 when the job waits for none, 422 for a decision it does not offer."""
     job = await _engine(state).approve_job(
-        _job_id(job_id), data.decision, comment=data.comment, actor="client"
+        _job_id(job_id), data.decision, comment=data.comment, actor=client_of(request)
     )
     return ApprovalAccepted(job_id=job.job_id)
 
 
 @post("/jobs/{job_id:str}/retry", status_code=HTTP_200_OK, summary="Re-run a quarantined job")
-async def retry_job(job_id: FromPath[str], state: State) -> RetryAccepted:
+async def retry_job(job_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> RetryAccepted:
     """Queue a quarantined job's task again, with a fresh retry budget; 409 for any other job."""
-    job = await _engine(state).retry_job(_job_id(job_id), actor="client")
+    job = await _engine(state).retry_job(_job_id(job_id), actor=client_of(request))
     return RetryAccepted(job_id=job.job_id)
 
 
 @post("/jobs/{job_id:str}/cancel", status_code=HTTP_200_OK, summary="Cancel a job")
 async def cancel_job(
-    job_id: FromPath[str], state: State, data: JSONBody[CancelRequest | None] = None
+    job_id: FromPath[str],
+    state: State,
+    request: Request[Any, Any, Any],
+    data: JSONBody[CancelRequest | None] = None,
 ) -> CancelAccepted:
     """Cancel a job that has not ended; 409 when it has."""
     reason = data.reason if data else ""
-    job = await _engine(state).cancel_job(_job_id(job_id), reason=reason, actor="client")
+    job = await _engine(state).cancel_job(_job_id(job_id), reason=reason, actor=client_of(request))
     return CancelAccepted(job_id=job.job_id)
 
 

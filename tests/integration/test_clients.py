@@ -1,0 +1,86 @@
+"""Named clients from clients.toml: each token is a name, and the log records who did what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from chronik.adapters.config import load_clients
+from chronik.api.app import create_app
+from chronik.core.errors import ConfigError
+from chronik.demo import blueprints
+from tests.conftest import wait_for
+
+CLIENTS = """
+[billing]
+token = "billing-token-0123456789"
+plan = "pro"
+
+[ops-desk]
+token = "ops-desk-token-0123456789"
+"""
+
+
+async def test_each_client_is_named_in_the_log(make_engine: Any, tmp_path: Path) -> None:
+    config = tmp_path / "clients.toml"
+    config.write_text(CLIENTS)
+    engine = await make_engine(*blueprints, start=False)
+    app = create_app(engine, client_token=None, clients_config_path=str(config))
+    billing = {"X-Client-Token": "billing-token-0123456789"}
+    ops = {"X-Client-Token": "ops-desk-token-0123456789"}
+    async with AsyncTestClient(app=app) as client:
+        created = await client.post(
+            "/api/v1/jobs/review", json={"initial_data": {"amount": 1}}, headers=billing
+        )
+        assert created.status_code == 202, created.text
+        job_id = created.json()["job_id"]
+
+        async def ended() -> Any:
+            job = (await client.get(f"/api/v1/jobs/{job_id}", headers=ops)).json()
+            return job if job["status"] == "finished" else None
+
+        await wait_for(ended)
+        history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=ops)).json()
+        assert history[0]["meta"]["actor"] == "billing"
+        # A demo job waits for a worker (none runs here) until ops-desk cancels it.
+        other = (await client.post("/api/v1/jobs/demo", json={"initial_data": {}}, headers=ops)).json()[
+            "job_id"
+        ]
+        cancelled = await client.post(f"/api/v1/jobs/{other}/cancel", headers=ops)
+        assert cancelled.status_code == 200, cancelled.text
+        events = (await client.get(f"/api/v1/jobs/{other}/history", headers=billing)).json()
+        assert events[0]["meta"]["actor"] == "ops-desk"
+        assert events[-1]["type"] == "JobCancelled" and events[-1]["data"]["actor"] == "ops-desk"
+        refused = await client.get(f"/api/v1/jobs/{job_id}", headers={"X-Client-Token": "billing-token"})
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[a]\ntoken = 'short'\n", "[a]: field 'token' must be a string of at least 16 characters"),
+        ("[a]\ntoken = 'long-enough-token-1'\nlimit = 3\n", "[a]: unknown field(s) 'limit'"),
+        (
+            "[a]\ntoken = 'long-enough-token-1'\n[b]\ntoken = 'long-enough-token-1'\n",
+            "[b]: field 'token' is the token",
+        ),
+        ('["bad name"]\ntoken = "long-enough-token-1"\n', "a client name may only have"),
+    ],
+)
+def test_a_bad_clients_file_names_the_entry_and_field(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "clients.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_clients(config)
+    assert str(config) in caught.value.message and message in caught.value.message
+
+
+def test_tokens_are_kept_only_as_digests(tmp_path: Path) -> None:
+    config = tmp_path / "clients.toml"
+    config.write_text(CLIENTS)
+    loaded = load_clients(config)
+    assert set(loaded) == {"billing", "ops-desk"}
+    assert "billing-token-0123456789" not in repr(loaded)
