@@ -1,4 +1,4 @@
-"""structlog set-up for the CLI: key=value lines on stderr."""
+"""structlog set-up for the CLI: JSON lines on stderr, or readable text with ``LOG_FORMAT=text``."""
 
 from __future__ import annotations
 
@@ -7,18 +7,33 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging"]
+from chronik.core.errors import ConfigError
+
+__all__ = ["LOG_FORMATS", "configure_logging"]
+
+LOG_FORMATS = ("json", "text")
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log at ``level`` and above as readable lines on stderr."""
+def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
+    """Log at ``level`` and above on stderr, as JSON objects (one a line) or as readable text.
+
+    Every line carries what the code bound for it: ``job_id`` in the executor,
+    ``task_id`` and ``worker_id`` in the worker protocol, ``instance`` on start.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={log_format!r} must be one of {', '.join(LOG_FORMATS)}")
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=False),
+            renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -177,7 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; errors print one line naming what to fix and exit with 2."""
     args = build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    # People read chronik dev's logs; machines read everything else's.
+    default_format = "text" if args.command == "dev" else "json"
+    try:
+        configure_logging(args.log_level, os.environ.get("LOG_FORMAT") or default_format)
+    except ChronikError as exc:
+        _fail(exc.message)
     try:
         settings = Settings.from_env()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

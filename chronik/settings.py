@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, str] = {
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
     "TZ": "the time zone of the schedules",
     "LOG_LEVEL": "the command line's log level",
+    "LOG_FORMAT": "json or text logs",
     "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
     "WORKER_TOKEN": "(workers) the token a worker sends",
     "WORKER_ID": "(workers) the worker's id",

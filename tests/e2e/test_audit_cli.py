@@ -189,3 +189,26 @@ async def test_projections_status_and_rebuild_from_the_command_line(
 
 def _dbname(url: str) -> str:
     return url.split("?")[0].rsplit("/", 1)[1]
+
+
+def test_logs_are_json_lines_unless_asked_for_text(database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}
+    env.pop("LOG_FORMAT", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "chronik", "db", "migrate"], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    started = next(line for line in lines if line["event"] == "engine_started")
+    assert started["level"] == "info" and "instance" in started and "timestamp" in started
+    text = subprocess.run(
+        [sys.executable, "-m", "chronik", "db", "migrate"], env={**env, "LOG_FORMAT": "text"}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "engine_started" in text.stderr and not text.stderr.lstrip().startswith("{")
+    wrong = subprocess.run(
+        [sys.executable, "-m", "chronik", "db", "migrate"], env={**env, "LOG_FORMAT": "xml"}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "LOG_FORMAT='xml' must be one of json, text" in wrong.stderr
