@@ -21,6 +21,8 @@ class Orchestrator(Protocol):
 
     async def readiness(self) -> str | None: ...
 
+    async def job_webhooks(self, job_id: UUID) -> list[dict[str, Any]]: ...
+
     async def metrics_text(self) -> bytes: ...
 
     async def create_job(
@@ -31,6 +33,7 @@ class Orchestrator(Protocol):
         actor: str = "",
         idempotency_key: str | None = None,
         timeout_seconds: float | None = None,
+        webhook_url: str | None = None,
     ) -> JobState: ...
 
     async def get_job(self, job_id: UUID) -> JobState: ...

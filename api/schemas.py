@@ -29,6 +29,7 @@ __all__ = [
     "RetryAccepted",
     "Status",
     "TaskView",
+    "WebhookView",
 ]
 
 
@@ -38,6 +39,8 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     initial_data: dict[str, Any] = {}
     timeout_seconds: float | None = None
     """How long the job may run before it fails with ``JOB_TIMEOUT``; default: the blueprint's."""
+    webhook_url: str | None = None
+    """Told (POST, signed) when the job finishes, fails, is cancelled or quarantined."""
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -222,6 +225,31 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
             data=data,
             meta=recorded.meta,
         )
+
+
+class WebhookAttempt(msgspec.Struct, kw_only=True):
+    """One attempt to deliver a notification."""
+
+    attempt: int
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    seconds: float
+
+
+class WebhookView(msgspec.Struct, kw_only=True):
+    """A notification of a job's webhook and its attempts so far."""
+
+    event_id: str
+    event: str
+    url: str
+    status: str
+    """``pending`` (due at ``next_attempt_at``), ``delivered`` or ``failed`` (out of attempts)."""
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None = None
+    attempt_log: list[WebhookAttempt]
 
 
 class Status(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from chronik.adapters.postgres import event_store, steps
-from chronik.adapters.postgres.commit import StepChange, TaskChanges, commit
+from chronik.adapters.postgres.commit import StepChange, TaskChanges, WebhookNotice, commit
 from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.blueprint import Blueprint
@@ -29,10 +29,34 @@ from chronik.core.events import (
     TaskLost,
 )
 from chronik.core.evolve import fold
-from chronik.core.state import JobState, pending_attempts, pending_task
+from chronik.core.state import JobState, pending_attempts, pending_task, result_of
 from chronik.projections import jobs as jobs_projection
 
-__all__ = ["JobStore", "abandoned_child", "step_change", "task_changes"]
+__all__ = ["JobStore", "abandoned_child", "step_change", "task_changes", "webhook_notice"]
+
+_ANNOUNCED = {"finished": "job_finished", "failed": "job_failed", "quarantined": "job_quarantined",
+              "cancelled": "job_cancelled"}  # fmt: skip
+
+
+def webhook_notice(before: JobState | None, after: JobState) -> WebhookNotice | None:
+    """The notification a change owes the job's webhook: it ended, or it was quarantined.
+
+    The payload is Avtomatika's (``event``, ``job_id``, ``status``, ``result``, ``error``)
+    plus ``event_id``, the same on every attempt, for receivers to de-duplicate by.
+    """
+    event = _ANNOUNCED.get(after.status)
+    if after.webhook_url is None or event is None or (before is not None and before.status == after.status):
+        return None
+    event_id = f"{after.job_id}:{after.version}"
+    payload = {
+        "event": event,
+        "event_id": event_id,
+        "job_id": str(after.job_id),
+        "status": after.status,
+        "result": result_of(after),
+        "error": None if after.error is None else msgspec.to_builtins(after.error),
+    }
+    return WebhookNotice(url=after.webhook_url, event=event, event_id=event_id, payload=payload)
 
 
 def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, datetime | None]:
@@ -195,6 +219,7 @@ class JobStore:
             tasks=task_changes(before, after, events),
             # A parent waits for this job: its step becomes due now, in this same statement.
             wake=after.parent_job_id if ended_now else None,
+            webhook=webhook_notice(before, after),
         )
 
     async def create(

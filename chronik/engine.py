@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import signal
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import pending_migrations
 from chronik.adapters.postgres.pool import create_pool
+from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.actions import check_timeout
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_approval, decide_cancel, decide_create
@@ -59,6 +61,7 @@ from ._projector import ProjectionRunner
 from ._scheduler import Scheduler, check_blueprints
 from ._store import JobStore
 from ._watcher import Watcher
+from ._webhooks import WebhookSender, check_webhook_url
 from ._workers import WorkerService
 from .metrics import Metrics
 from .settings import Settings
@@ -208,7 +211,17 @@ class Engine:
                 instance=settings.instance_id,
             )
             self.scheduler.start()
-        self._background = [
+        if settings.webhook_secret:
+            sender = WebhookSender(
+                store.pool,
+                secret=settings.webhook_secret,
+                interval=settings.webhook_interval,
+                max_attempts=settings.webhook_max_attempts,
+                retry_base_seconds=settings.webhook_retry_base_seconds,
+                concurrency=settings.webhook_concurrency,
+            )
+            self._background.append(asyncio.create_task(sender.run(self._stop), name="chronik-webhooks"))
+        self._background += [
             asyncio.create_task(executor.run(self._stop), name="chronik-executor"),
             asyncio.create_task(self.watcher.run(self._stop), name="chronik-watcher"),
             asyncio.create_task(self.projections.run(self._stop), name="chronik-projections"),
@@ -282,12 +295,14 @@ class Engine:
         actor: str = "",
         idempotency_key: str | None = None,
         timeout_seconds: float | None = None,
+        webhook_url: str | None = None,
     ) -> JobState:
         """Create a job of ``blueprint`` (a name or the object) and queue its first step.
 
         With ``idempotency_key``, the same actor and key within 24 hours return the
         job the first call created, and create nothing. ``timeout_seconds`` is how long
         the job may run before it fails with ``JOB_TIMEOUT`` (default: the blueprint's).
+        ``webhook_url`` is told when the job ends or is quarantined (``WEBHOOK_SECRET`` signs it).
         """
         name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
         found = self.blueprints.get(name)
@@ -297,8 +312,15 @@ class Engine:
             check_timeout("timeout_seconds", timeout_seconds)
         except ActionError as exc:
             raise InvalidInput(exc.message) from None
+        if webhook_url is not None:
+            check_webhook_url(webhook_url, secret=self.settings.webhook_secret)
         events = decide_create(
-            uuid4(), found, dict(initial_data or {}), _now(), timeout_seconds=timeout_seconds
+            uuid4(),
+            found,
+            dict(initial_data or {}),
+            _now(),
+            timeout_seconds=timeout_seconds,
+            webhook_url=webhook_url,
         )
         job, _created = await self.store.create(
             events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key
@@ -374,6 +396,13 @@ class Engine:
     async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
         return await self._command(job_id, lambda state: decide_retry(state, _now(), actor=actor), actor)
+
+    async def job_webhooks(self, job_id: UUID) -> list[dict[str, Any]]:
+        """The job's webhook notifications with every attempt; ``JobNotFound`` for an unknown id."""
+        await self.get_job(job_id)
+        async with self.store.pool.acquire() as conn:
+            rows = await conn.fetch(QUERIES["webhooks_of_job"], job_id)
+        return [{**dict(row), "attempt_log": json.loads(row["attempt_log"])} for row in rows]
 
     async def readiness(self) -> str | None:
         """Why this instance is not ready to serve (``None`` when it is): the database must answer and

@@ -33,6 +33,11 @@ ENVIRONMENT: dict[str, str] = {
     "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
     "PROJECTION_INTERVAL_SECONDS": "how often idle projections look for new events",
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
+    "WEBHOOK_SECRET": "the key that signs webhook notifications",
+    "WEBHOOK_MAX_ATTEMPTS": "attempts per notification before it is given up",
+    "WEBHOOK_RETRY_BASE_SECONDS": "the first retry's backoff for a webhook",
+    "WEBHOOK_CONCURRENCY": "notifications sent at once per instance",
+    "WEBHOOK_INTERVAL_SECONDS": "how often an idle sender looks for due notifications",
     "TZ": "the time zone of the schedules",
     "LOG_LEVEL": "the command line's log level",
     "LOG_FORMAT": "json or text logs",
@@ -87,6 +92,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``PROJECTION_INTERVAL_SECONDS``: how often idle projections look for new events (jittered)."""
     schedules_config_path: str | None = None
     """``SCHEDULES_CONFIG_PATH``: a ``schedules.toml`` of blueprints to start on a schedule."""
+    webhook_secret: str | None = None
+    """``WEBHOOK_SECRET``: the key of each notification's HMAC-SHA256 signature; webhooks need it."""
+    webhook_max_attempts: int = 10
+    """``WEBHOOK_MAX_ATTEMPTS``: attempts per notification before it is marked failed."""
+    webhook_retry_base_seconds: float = 2.0
+    """``WEBHOOK_RETRY_BASE_SECONDS``: the first retry waits up to this, each next one twice as long."""
+    webhook_concurrency: int = 16
+    """``WEBHOOK_CONCURRENCY``: notifications this instance sends at once."""
+    webhook_interval: float = 1.0
+    """``WEBHOOK_INTERVAL_SECONDS``: how often an idle sender looks for due notifications (jittered)."""
     timezone: str = "UTC"
     """``TZ``: the IANA time zone the schedules' times are in (``Europe/Berlin``)."""
 
@@ -114,6 +129,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             projection_interval=_number(env, "PROJECTION_INTERVAL_SECONDS", float, 1.0, minimum=0.05),
             schedules_config_path=env.get("SCHEDULES_CONFIG_PATH") or None,
             timezone=_zone(env.get("TZ") or "UTC"),
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            webhook_max_attempts=_number(env, "WEBHOOK_MAX_ATTEMPTS", int, 10, minimum=1),
+            webhook_retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", float, 2.0, minimum=0),
+            webhook_concurrency=_number(env, "WEBHOOK_CONCURRENCY", int, 16, minimum=1),
+            webhook_interval=_number(env, "WEBHOOK_INTERVAL_SECONDS", float, 1.0, minimum=0.05),
         )
 
 

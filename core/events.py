@@ -82,6 +82,8 @@ class JobCreated(Event, frozen=True, tag="JobCreated"):
     state_deadline_at: datetime | None = None
     """The start state's timeout (see ``StateEntered.state_deadline_at``)."""
     on_timeout: str | None = None
+    webhook_url: str | None = None
+    """Where to announce the job's end (and quarantine), as the client asked at creation."""
 
 
 class StateEntered(Event, frozen=True, tag="StateEntered"):

@@ -78,6 +78,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             deadline_at=event.deadline_at,
             state_deadline_at=event.state_deadline_at,
             on_timeout=event.on_timeout,
+            webhook_url=event.webhook_url,
         )
     version = state.version + 1
     match event:

@@ -186,6 +186,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """The current state's deadline (``timeout_seconds`` of its handler)."""
     on_timeout: str | None = None
     """Where the current state's deadline leads; ``None``: the job fails."""
+    webhook_url: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -18,7 +18,7 @@ from chronik.core.state import TaskState
 from .errors import refusing_bad_values
 from .queries import QUERIES
 
-__all__ = ["StepChange", "TaskChanges", "commit"]
+__all__ = ["StepChange", "TaskChanges", "WebhookNotice", "commit"]
 
 StepChange = Literal["enqueue", "delete", "keep"]
 
@@ -36,6 +36,15 @@ class TaskChanges(msgspec.Struct, frozen=True, kw_only=True):
     """Tasks the job no longer waits on without an answer: rows are marked, workers told."""
 
 
+class WebhookNotice(msgspec.Struct, frozen=True, kw_only=True):
+    """A notification to queue in the webhook outbox with this change."""
+
+    url: str
+    event: str
+    event_id: str
+    payload: dict[str, Any]
+
+
 async def commit(
     conn: asyncpg.Connection,
     *,
@@ -47,6 +56,7 @@ async def commit(
     step: tuple[StepChange, datetime | None],
     tasks: TaskChanges,
     wake: UUID | None = None,
+    webhook: WebhookNotice | None = None,
 ) -> None:
     """Append ``events`` after ``expected_version`` and apply the row changes, atomically.
 
@@ -82,6 +92,16 @@ async def commit(
                 list(tasks.dropped),
                 list(tasks.cancelled),
                 wake,
+                *(
+                    (None, None, None, None)
+                    if webhook is None
+                    else (
+                        webhook.url,
+                        webhook.event,
+                        _encoder.encode(webhook.payload).decode(),
+                        webhook.event_id,
+                    )
+                ),
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
         # A deadlock here is two writers of one job meeting on its rows: the same race, lost.

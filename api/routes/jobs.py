@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
@@ -28,6 +29,7 @@ from ..schemas import (
     JobPage,
     JobView,
     RetryAccepted,
+    WebhookView,
 )
 from .admin import reload_workers
 
@@ -68,6 +70,7 @@ async def create_job(
         actor=client_of(request),
         idempotency_key=idempotency_key,
         timeout_seconds=data.timeout_seconds,
+        webhook_url=data.webhook_url,
     )
     return JobAccepted(job_id=job.job_id)
 
@@ -158,6 +161,13 @@ async def approve_job(
     return ApprovalAccepted(job_id=job.job_id)
 
 
+@get("/jobs/{job_id:str}/webhooks", summary="A job's webhook notifications")
+async def get_webhooks(job_id: FromPath[str], state: State) -> list[WebhookView]:
+    """Each notification of the job's ``webhook_url`` with every delivery attempt; 404 for an unknown job."""
+    found = await _engine(state).job_webhooks(_job_id(job_id))
+    return [msgspec.convert(row, WebhookView) for row in found]
+
+
 @post("/jobs/{job_id:str}/retry", status_code=HTTP_200_OK, summary="Re-run a quarantined job")
 async def retry_job(job_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> RetryAccepted:
     """Queue a quarantined job's task again, with a fresh retry budget; 409 for any other job."""
@@ -188,6 +198,7 @@ def job_routes(guards: list[object]) -> Router:
             approve_job,
             get_job,
             get_history,
+            get_webhooks,
             cancel_job,
             retry_job,
             reload_workers,

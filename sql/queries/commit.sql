@@ -9,7 +9,8 @@
 -- $16..$23 the task attempts to queue, as arrays: task_id, task_type, params jsonb, priority,
 -- attempt, available_at, timeout_seconds, dispatched_at,
 -- $24 task ids whose rows go (answered), $25 task ids whose rows are marked cancelled (abandoned),
--- $26 a job to wake now (the parent of a child that ended), or NULL
+-- $26 a job to wake now (the parent of a child that ended), or NULL,
+-- $27 a webhook to notify (url), $28 its event name, $29 its payload jsonb, $30 its event id
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -71,6 +72,11 @@ WITH appended AS (
     INSERT INTO job_steps (job_id, run_at) SELECT $26::uuid, now() WHERE $26::uuid IS NOT NULL
     ON CONFLICT (job_id) DO UPDATE
         SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
+    RETURNING 1
+), notified AS (
+    INSERT INTO webhook_deliveries (event_id, job_id, event, url, payload)
+    SELECT $30, $1, $28, $27, $29 WHERE $27::text IS NOT NULL
+    ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 )
 SELECT count(*) FROM appended;
