@@ -12,7 +12,18 @@ import msgspec
 
 from chronik.core.errors import ConfigError
 
-__all__ = ["ScheduleEntry", "load_clients", "load_schedules", "load_worker_tokens"]
+__all__ = ["ClientEntry", "ScheduleEntry", "load_clients", "load_schedules", "load_worker_tokens"]
+
+
+class ClientEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A named client: its token's digest and its limits (None: the instance's default, or none)."""
+
+    token_sha256: str
+    plan: str = ""
+    rate_limit_per_minute: int | None = None
+    monthly_attempts: int | None = None
+    """Jobs it may create per calendar month (UTC)."""
+
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -137,20 +148,22 @@ def _read_toml(file: Path, setting: str) -> dict[str, Any]:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
 
 
-def load_clients(path: str | Path) -> dict[str, str]:
-    """Named clients from a ``clients.toml`` in Avtomatika's format: ``{name: sha256 of its token}``.
+def load_clients(path: str | Path) -> dict[str, ClientEntry]:
+    """Named clients from a ``clients.toml`` in Avtomatika's format, by name.
 
     ```toml
     [billing]
     token = "a-long-random-secret"
-    plan = "pro"                  # accepted, for Avtomatika's files; chronik sets no limits by plan yet
+    plan = "pro"                  # a label, shown nowhere else yet
+    rate_limit_per_minute = 600   # optional; default CLIENT_RATE_LIMIT_PER_MINUTE
+    monthly_attempts = 100000     # optional: jobs it may create per calendar month
     ```
     Only the tokens' SHA-256 digests are kept in memory; the name is what the log
     records as the actor of everything the client does.
     """
     file = Path(path)
     document = _read_toml(file, "CLIENTS_CONFIG_PATH")
-    clients: dict[str, str] = {}
+    clients: dict[str, ClientEntry] = {}
     for name, entry in document.items():
         where = f"{file}: [{name}]"
         if not _NAME.match(name):
@@ -160,13 +173,25 @@ def load_clients(path: str | Path) -> dict[str, str]:
         token = entry.get("token")
         if not isinstance(token, str) or len(token) < 16:
             raise ConfigError(f"{where}: field 'token' must be a string of at least 16 characters")
-        unknown = sorted(set(entry) - {"token", "plan", "monthly_attempts"})
+        unknown = sorted(set(entry) - {"token", "plan", "monthly_attempts", "rate_limit_per_minute"})
         if unknown:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        for field in ("monthly_attempts", "rate_limit_per_minute"):
+            value = entry.get(field)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{where}: field {field!r} must be a whole number from 1, got {value!r}")
+        plan = entry.get("plan", "")
+        if not isinstance(plan, str):
+            raise ConfigError(f"{where}: field 'plan' must be a string")
         digest = hashlib.sha256(token.encode()).hexdigest()
-        if digest in clients.values():
+        if any(known.token_sha256 == digest for known in clients.values()):
             raise ConfigError(f"{where}: field 'token' is the token of another client; give each its own")
-        clients[name] = digest
+        clients[name] = ClientEntry(
+            token_sha256=digest,
+            plan=plan,
+            rate_limit_per_minute=entry.get("rate_limit_per_minute"),
+            monthly_attempts=entry.get("monthly_attempts"),
+        )
     return clients
 
 

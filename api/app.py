@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from chronik.adapters.config import load_clients
+from chronik.adapters.config import ClientEntry, load_clients
 from chronik.core.errors import ConfigError
 
 from .errors import exception_handlers
@@ -33,6 +33,7 @@ def create_app(
     workers_config_path: str | None = None,
     manage_engine: bool = True,
     clients_config_path: str | None = None,
+    client_rate_limit: int = 0,
 ) -> Litestar:
     """The HTTP app over ``engine``.
 
@@ -42,13 +43,17 @@ def create_app(
             log names its requests ``client``.
         clients_config_path: ``CLIENTS_CONFIG_PATH``, a ``clients.toml`` of named clients'
             tokens; the log names each client's requests after it. One of the two is required.
+        client_rate_limit: ``CLIENT_RATE_LIMIT_PER_MINUTE``, requests per minute of a client
+            without its own ``rate_limit_per_minute``; 0: none.
         worker_token: ``GLOBAL_WORKER_TOKEN``, the token any worker may send as ``X-Worker-Token``.
         workers_config_path: ``WORKERS_CONFIG_PATH``, a ``workers.toml`` of per-worker tokens.
         manage_engine: Start the engine when the app starts and stop it when the app stops.
     """
     clients = load_clients(clients_config_path) if clients_config_path else {}
     if client_token:
-        clients.setdefault("client", hashlib.sha256(client_token.encode()).hexdigest())
+        clients.setdefault(
+            "client", ClientEntry(token_sha256=hashlib.sha256(client_token.encode()).hexdigest())
+        )
     if not clients:
         raise ConfigError(
             "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it (X-Client-Token)"
@@ -67,7 +72,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            job_routes([client_token_guard(clients)]),
+            job_routes([client_token_guard(clients, default_rate_limit=client_rate_limit)]),
             worker_routes(lambda: credentials),
             status,
             ready,

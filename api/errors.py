@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import structlog
@@ -10,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
-from chronik.core.errors import ChronikError
+from chronik.core.errors import ChronikError, RateLimited
 
 from .schemas import ErrorBody, ErrorDetail
 
@@ -37,6 +38,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "TASK_NOT_HELD": 409,
     "CONFIG_ERROR": 422,
     "BLUEPRINT_ERROR": 422,
+    "RATE_LIMITED": 429,
+    "QUOTA_EXCEEDED": 429,
 }
 
 _CODE_BY_STATUS = {400: "INVALID_INPUT_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
@@ -60,7 +63,10 @@ def _chronik_error(request: Request[Any, Any, Any], exc: ChronikError) -> Respon
     if status is None:  # a fault of the server (an unknown stored event, a migration), not of the request
         log.error("server_error", path=request.url.path, code=exc.code, message=exc.message)
         return error_response(HTTP_500_INTERNAL_SERVER_ERROR, exc.code, exc.message)
-    return error_response(status, exc.code, exc.message)
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return error_response(status, exc.code, exc.message, headers=headers)
 
 
 def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -11,20 +11,24 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 
-__all__ = ["CLIENT_TOKEN_HEADER", "client_of", "client_token_guard"]
+from chronik.adapters.config import ClientEntry
+
+from .ports import Orchestrator
+
+__all__ = ["CLIENT_TOKEN_HEADER", "client_entry_of", "client_of", "client_token_guard"]
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 
 
 def client_token_guard(
-    clients: Mapping[str, str],
+    clients: Mapping[str, ClientEntry], *, default_rate_limit: int = 0
 ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
-    """A guard that admits requests whose ``X-Client-Token`` is a known client's.
+    """A guard that admits requests whose ``X-Client-Token`` is a known client's, within its rate.
 
-    ``clients`` maps each client's name to the SHA-256 digest of its token; the
+    ``clients`` are the named clients with their tokens' SHA-256 digests; the
     request is then that client's (``client_of``), and the log records the name.
     """
-    digests = [(name, bytes.fromhex(digest)) for name, digest in clients.items()]
+    digests = [(name, bytes.fromhex(entry.token_sha256), entry) for name, entry in clients.items()]
 
     # Async on purpose: Litestar runs a plain-function guard in a worker thread, per request.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
@@ -33,12 +37,18 @@ def client_token_guard(
             raise NotAuthorizedException(f"send the client token in the {CLIENT_TOKEN_HEADER} header")
         digest = hashlib.sha256(sent.encode()).digest()
         # Constant-time comparisons, all of them: the time taken says nothing about any token.
-        found = [name for name, known in digests if hmac.compare_digest(digest, known)]
+        found = [(name, entry) for name, known, entry in digests if hmac.compare_digest(digest, known)]
         if not found:
             raise NotAuthorizedException(
                 f"the {CLIENT_TOKEN_HEADER} header does not hold a valid client token"
             )
-        connection.scope["auth"] = found[0]
+        name, entry = found[0]
+        connection.scope["auth"] = name
+        connection.state.client = entry
+        limit = entry.rate_limit_per_minute if entry.rate_limit_per_minute is not None else default_rate_limit
+        if limit:
+            engine: Orchestrator = connection.app.state["engine"]
+            await engine.check_rate(f"client:{name}", limit, 60.0)
 
     return guard
 
@@ -46,3 +56,9 @@ def client_token_guard(
 def client_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The name of the client a guarded request came from."""
     return str(connection.scope.get("auth") or "client")
+
+
+def client_entry_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ClientEntry | None:
+    """The ``clients.toml`` entry (or ``CLIENT_TOKEN``'s) of a guarded request."""
+    entry = getattr(connection.state, "client", None)
+    return entry if isinstance(entry, ClientEntry) else None

@@ -13,6 +13,8 @@ from chronik.adapters.config import load_worker_tokens
 from chronik.core.errors import Forbidden, Unauthorized
 from chronik.core.signing import verify
 
+from .ports import Orchestrator
+
 __all__ = ["WORKER_ID_HEADER", "WORKER_TOKEN_HEADER", "WorkerCredentials", "check_signature", "worker_guard"]
 
 WORKER_TOKEN_HEADER = "X-Worker-Token"
@@ -86,5 +88,14 @@ def worker_guard(
             raise Forbidden(f"{WORKER_ID_HEADER} {header_id!r} does not match the path's worker {path_id!r}")
         secret = credentials().authenticate(worker_id, connection.headers.get(WORKER_TOKEN_HEADER))
         connection.state.worker = (worker_id, secret)
+        # Avtomatika's three budgets: heartbeats, polls, and everything else, per worker and minute.
+        if connection.scope.get("method") == "PATCH":
+            kind = "heartbeats"
+        elif connection.url.path.endswith("/tasks/next"):
+            kind = "polls"
+        else:
+            kind = "other"
+        engine: Orchestrator = connection.app.state["engine"]
+        await engine.check_worker_rate(worker_id, kind)
 
     return guard

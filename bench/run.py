@@ -92,6 +92,11 @@ def chronik_side() -> tuple[str, Callable[[], object]]:
         "WORKERS_CONFIG_PATH": str(config),
         "CHRONIK_DATA_DIR": str(data),
         "LOG_LEVEL": "WARNING",
+        # As on Avtomatika's side (bench/avtomatika/orchestrator.py): limits raised out of the
+        # way, the limiter still on, so each worker call still pays for its counter.
+        "WORKER_RATE_LIMIT_HEARTBEATS": "1000000000",
+        "WORKER_RATE_LIMIT_POLLS": "1000000000",
+        "WORKER_RATE_LIMIT_OTHER": "1000000000",
     }
     server_env.pop("DATABASE_URL", None)
     worker_env = {"WORKER_ID": WORKER_ID, "WORKER_TOKEN": WORKER_TOKEN, "LOG_LEVEL": "WARNING"}

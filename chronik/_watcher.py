@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ import asyncpg
 import structlog
 
 from chronik.adapters.postgres import tasks
+from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.errors import VersionConflict
 from chronik.core.events import AnyEvent
 from chronik.core.retry import RetryPolicy
@@ -32,6 +34,7 @@ log = structlog.get_logger("chronik.watcher")
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('chronik.watcher'))"
 _BATCH = 100
+_PRUNE_SECONDS = 300.0
 _MAX_BATCHES = 10  # per sweep: rows it cannot end now (a conflict) must not keep it busy
 
 
@@ -55,6 +58,7 @@ class Watcher:
         self._instance = instance
         self._clock = clock
         self._lock_conn: asyncpg.Connection | None = None
+        self._next_prune = 0.0
         self._holding = False
 
     @property
@@ -93,6 +97,10 @@ class Watcher:
                 handled += len(expired)
                 if len(expired) < _BATCH:
                     break
+            if time.monotonic() >= self._next_prune:
+                # Old rate-limit windows: housekeeping that needs one instance, like the sweep.
+                await conn.execute(QUERIES["prune_rate_limits"])
+                self._next_prune = time.monotonic() + _PRUNE_SECONDS
         return handled
 
     async def _end(self, conn: asyncpg.Connection, task: tasks.ExpiredTask) -> None:

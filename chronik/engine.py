@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import signal
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ from chronik.core.errors import (
     BlueprintNotFound,
     InvalidInput,
     JobNotFound,
+    QuotaExceeded,
+    RateLimited,
     VersionConflict,
 )
 from chronik.core.events import AnyEvent
@@ -403,6 +406,37 @@ class Engine:
         async with self.store.pool.acquire() as conn:
             rows = await conn.fetch(QUERIES["webhooks_of_job"], job_id)
         return [{**dict(row), "attempt_log": json.loads(row["attempt_log"])} for row in rows]
+
+    async def check_rate(self, key: str, limit: int, per_seconds: float) -> None:
+        """Count a request against ``key``; ``RateLimited`` (429, with Retry-After) past ``limit``."""
+        async with self.store.pool.acquire() as conn:
+            row = await conn.fetchrow(QUERIES["hit_rate_limit"], key, per_seconds)
+        if row["hits"] > limit:
+            retry = max(0.0, row["retry_after"])
+            raise RateLimited(
+                f"more than {limit} requests in {per_seconds:g} s for {key}; "
+                f"try again in {math.ceil(retry)} s",
+                retry_after=retry,
+            )
+
+    async def check_worker_rate(self, worker_id: str, kind: str) -> None:
+        """A worker's budget per minute for ``kind``: ``heartbeats``, ``polls`` or ``other`` (0: none)."""
+        limit = {
+            "heartbeats": self.settings.worker_rate_heartbeats,
+            "polls": self.settings.worker_rate_polls,
+        }.get(kind, self.settings.worker_rate_other)
+        if limit:
+            await self.check_rate(f"worker:{worker_id}:{kind}", limit, 60.0)
+
+    async def check_quota(self, client: str, monthly: int) -> None:
+        """Count a job against ``client``'s month; ``QuotaExceeded`` (429) past ``monthly``."""
+        async with self.store.pool.acquire() as conn:
+            hits = await conn.fetchval(QUERIES["hit_monthly_quota"], f"quota:{client}")
+        if hits > monthly:
+            raise QuotaExceeded(
+                f"client {client!r} has created its {monthly} jobs for this month (monthly_attempts); "
+                "the quota renews on the 1st (UTC)"
+            )
 
     async def readiness(self) -> str | None:
         """Why this instance is not ready to serve (``None`` when it is): the database must answer and

@@ -30,6 +30,7 @@ async def serve(engine: Engine, *, host: str, port: int, on_ready: Callable[[], 
         workers_config_path=settings.workers_config_path,
         manage_engine=False,
         clients_config_path=settings.clients_config_path,
+        client_rate_limit=settings.client_rate_limit,
     )
     await engine.start()
     try:

@@ -33,6 +33,10 @@ ENVIRONMENT: dict[str, str] = {
     "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
     "PROJECTION_INTERVAL_SECONDS": "how often idle projections look for new events",
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
+    "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
+    "WORKER_RATE_LIMIT_HEARTBEATS": "heartbeats per minute per worker",
+    "WORKER_RATE_LIMIT_POLLS": "task polls per minute per worker",
+    "WORKER_RATE_LIMIT_OTHER": "other worker calls per minute per worker",
     "WEBHOOK_SECRET": "the key that signs webhook notifications",
     "WEBHOOK_MAX_ATTEMPTS": "attempts per notification before it is given up",
     "WEBHOOK_RETRY_BASE_SECONDS": "the first retry's backoff for a webhook",
@@ -92,6 +96,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``PROJECTION_INTERVAL_SECONDS``: how often idle projections look for new events (jittered)."""
     schedules_config_path: str | None = None
     """``SCHEDULES_CONFIG_PATH``: a ``schedules.toml`` of blueprints to start on a schedule."""
+    client_rate_limit: int = 0
+    """``CLIENT_RATE_LIMIT_PER_MINUTE``: requests per minute of a client without its own limit; 0: none."""
+    worker_rate_heartbeats: int = 120
+    """``WORKER_RATE_LIMIT_HEARTBEATS``: heartbeats per minute per worker (Avtomatika's default); 0: none."""
+    worker_rate_polls: int = 60
+    """``WORKER_RATE_LIMIT_POLLS``: task polls per minute per worker (Avtomatika's default); 0: none."""
+    worker_rate_other: int = 100
+    """``WORKER_RATE_LIMIT_OTHER``: other calls per minute per worker (Avtomatika's default); 0: none."""
     webhook_secret: str | None = None
     """``WEBHOOK_SECRET``: the key of each notification's HMAC-SHA256 signature; webhooks need it."""
     webhook_max_attempts: int = 10
@@ -130,6 +142,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             schedules_config_path=env.get("SCHEDULES_CONFIG_PATH") or None,
             timezone=_zone(env.get("TZ") or "UTC"),
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            client_rate_limit=_number(env, "CLIENT_RATE_LIMIT_PER_MINUTE", int, 0, minimum=0),
+            worker_rate_heartbeats=_number(env, "WORKER_RATE_LIMIT_HEARTBEATS", int, 120, minimum=0),
+            worker_rate_polls=_number(env, "WORKER_RATE_LIMIT_POLLS", int, 60, minimum=0),
+            worker_rate_other=_number(env, "WORKER_RATE_LIMIT_OTHER", int, 100, minimum=0),
             webhook_max_attempts=_number(env, "WEBHOOK_MAX_ATTEMPTS", int, 10, minimum=1),
             webhook_retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", float, 2.0, minimum=0),
             webhook_concurrency=_number(env, "WEBHOOK_CONCURRENCY", int, 16, minimum=1),

@@ -245,6 +245,7 @@ class Worker:
                 try:
                     async with self._http.get(url, params=params, timeout=timeout) as response:
                         status, text = response.status, await response.text()
+                        retry_after = response.headers.get("Retry-After", "")
                 except _NETWORK_ERRORS as exc:
                     log.warning("poll_failed", error=str(exc), retry_in=backoff)
                     await asyncio.sleep(backoff)
@@ -255,6 +256,11 @@ class Worker:
                     task = _json(text)
                     self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
                     taken = True
+                elif status == 429:
+                    # Over the orchestrator's poll budget: wait as long as it says (at most a minute).
+                    wait = min(60.0, float(retry_after)) if retry_after.isdigit() else 1.0
+                    log.warning("poll_rate_limited", retry_in=wait)
+                    await asyncio.sleep(wait)
                 elif status != 204:
                     log.error("poll_refused", status=status, body=text)
                     await asyncio.sleep(1.0)

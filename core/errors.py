@@ -23,6 +23,8 @@ __all__ = [
     "JobNotFound",
     "JobNotRetryable",
     "MigrationError",
+    "QuotaExceeded",
+    "RateLimited",
     "TaskNotFound",
     "TaskNotHeld",
     "Unauthorized",
@@ -156,6 +158,22 @@ class MigrationError(ChronikError):
     """The database schema cannot be brought up to date."""
 
     code = "MIGRATION_ERROR"
+
+
+class RateLimited(ChronikError):
+    """Too many requests in this window; try again after ``retry_after`` seconds."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(ChronikError):
+    """The client used its quota for this month."""
+
+    code = "QUOTA_EXCEEDED"
 
 
 class ConfigError(ChronikError):

@@ -130,7 +130,16 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 def fast_settings(**overrides: Any) -> Settings:
     """Settings for tests: a short poll, and a client token."""
-    values: dict[str, Any] = {"client_token": "test-token", "poll_interval": 0.2, "instance_id": "test"}
+    # No rate limits: tests drive workers far harder than Avtomatika's defaults allow (one test
+    # turns them on to check them).
+    values: dict[str, Any] = {
+        "client_token": "test-token",
+        "poll_interval": 0.2,
+        "instance_id": "test",
+        "worker_rate_heartbeats": 0,
+        "worker_rate_polls": 0,
+        "worker_rate_other": 0,
+    }
     values.update(overrides)
     return Settings(**values)
 

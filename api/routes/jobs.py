@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from chronik.core.errors import InvalidInput
 from chronik.projections.jobs import JobFilter
 
-from ..guards import client_of
+from ..guards import client_entry_of, client_of
 from ..ports import Orchestrator
 from ..schemas import (
     ApprovalAccepted,
@@ -64,6 +64,9 @@ async def create_job(
         raise InvalidInput("the Idempotency-Key header must have 1 to 255 characters")
     engine = _engine(state)
     blueprint = engine.blueprint_for_endpoint(api_endpoint)
+    entry = client_entry_of(request)
+    if entry is not None and entry.monthly_attempts is not None:
+        await engine.check_quota(client_of(request), entry.monthly_attempts)
     job = await engine.create_job(
         blueprint,
         data.initial_data,

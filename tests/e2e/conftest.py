@@ -90,6 +90,8 @@ async def start_orchestrator(make_engine: Any) -> AsyncIterator[Callable[..., An
             worker_token=engine.settings.global_worker_token,
             workers_config_path=engine.settings.workers_config_path,
             manage_engine=False,
+            clients_config_path=engine.settings.clients_config_path,
+            client_rate_limit=engine.settings.client_rate_limit,
         )
         port = free_port()
         server = uvicorn.Server(

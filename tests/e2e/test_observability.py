@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chronik.api.app import create_app
 from chronik.core.events import ErrorInfo
 from tests.conftest import wait_for
-from tests.e2e.conftest import work_blueprint
+from tests.e2e.conftest import WORKER_TOKEN, work_blueprint
 
 pytestmark = pytest.mark.e2e
 
@@ -84,3 +84,49 @@ async def test_not_ready_before_the_engine_runs(make_engine: Any) -> None:
         response = await client.get("/_public/ready")
         assert response.status_code == 503
         assert response.json()["error"] == {"code": "NOT_READY", "message": "the engine has not started"}
+
+
+async def test_rate_limits_answer_429_then_recover(start_orchestrator: Any, tmp_path: Any) -> None:
+    clients = tmp_path / "clients.toml"
+    clients.write_text(
+        '[small]\ntoken = "small-client-token-123"\nrate_limit_per_minute = 3\n'
+        '[capped]\ntoken = "capped-client-token-123"\nmonthly_attempts = 2\n'
+    )
+    orchestrator = await start_orchestrator(
+        work_blueprint(), worker_rate_polls=2, clients_config_path=str(clients)
+    )
+    engine = orchestrator.engine
+    worker = {"X-Worker-Token": WORKER_TOKEN, "X-Worker-ID": "w-limited"}
+    async with httpx.AsyncClient(base_url=orchestrator.url, headers=worker) as client:
+        polls = [
+            (
+                await client.get("/_worker/workers/w-limited/tasks/next?timeout=0&available_skills=work")
+            ).status_code
+            for _ in range(3)
+        ]
+        assert polls == [204, 204, 429]
+        refused = await client.get("/_worker/workers/w-limited/tasks/next?timeout=0&available_skills=work")
+        assert refused.json()["error"]["code"] == "RATE_LIMITED"
+        retry_after = int(refused.headers["Retry-After"])
+        assert 1 <= retry_after <= 60
+    # The window is a minute; a fresh one begins when the old one ends.
+    async with engine.store.pool.acquire() as conn:
+        await conn.execute("UPDATE rate_limit_counters SET window_start = window_start - interval '1 minute'")
+    async with httpx.AsyncClient(base_url=orchestrator.url, headers=worker) as client:
+        again = await client.get("/_worker/workers/w-limited/tasks/next?timeout=0&available_skills=work")
+        assert again.status_code == 204
+    async with httpx.AsyncClient(base_url=orchestrator.url) as api:
+        small = {"X-Client-Token": "small-client-token-123"}
+        codes = [(await api.get("/api/v1/jobs", headers=small)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        capped = {"X-Client-Token": "capped-client-token-123"}
+        made = [
+            (await api.post("/api/v1/jobs/work", json={"initial_data": {}}, headers=capped)).status_code
+            for _ in range(3)
+        ]
+        assert made == [202, 202, 429]
+        over = await api.post("/api/v1/jobs/work", json={"initial_data": {}}, headers=capped)
+        assert (
+            over.json()["error"]["code"] == "QUOTA_EXCEEDED"
+            and "monthly_attempts" in over.json()["error"]["message"]
+        )
