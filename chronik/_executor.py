@@ -36,6 +36,7 @@ from chronik.core.state import JobState, JobStatus
 
 from ._handlers import run_handler
 from ._store import JobStore
+from .tracing import job_span
 
 __all__ = ["StepExecutor"]
 
@@ -195,7 +196,12 @@ class StepExecutor:
             await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
             return
         started = time.perf_counter()
-        outcome = await run_handler(blueprint, state)
+        attributes = {"chronik.job_id": str(state.job_id), "chronik.blueprint": state.blueprint,
+                      "chronik.state": state.current_state}  # fmt: skip
+        with job_span("chronik.job.step", state.traceparent, attributes) as span:
+            outcome = await run_handler(blueprint, state)
+            if outcome.error is not None:
+                span.set_attribute("chronik.error_code", outcome.error.code)
         if self._observe_step is not None:
             self._observe_step(state.blueprint, time.perf_counter() - started)
         at = self._clock()

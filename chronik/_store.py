@@ -220,6 +220,7 @@ class JobStore:
             # A parent waits for this job: its step becomes due now, in this same statement.
             wake=after.parent_job_id if ended_now else None,
             webhook=webhook_notice(before, after),
+            traceparent=after.traceparent,
         )
 
     async def create(

@@ -29,6 +29,7 @@ from chronik.core.state import JobState
 from chronik.core.tasks import TaskResult, decide_task_result
 
 from ._store import JobStore
+from .tracing import job_span
 
 __all__ = ["ResultAnswer", "WorkerService", "parse_task_id", "wire_task_id"]
 
@@ -255,12 +256,20 @@ class WorkerService:
             error=error,
             claimed_at=held.claimed_at if held is not None else None,
         )
-        events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
-        if events:
-            # One statement, outside any transaction: a conflict is retried by submit_result.
-            await self._store.commit(
-                state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
-            )
+        attributes = {
+            "chronik.job_id": str(state.job_id),
+            "chronik.task_id": str(task_id),
+            "chronik.attempt": attempt,
+            "chronik.worker_id": worker_id,
+            "chronik.status": status,
+        }
+        with job_span("chronik.task.result", state.traceparent, attributes):
+            events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
+            if events:
+                # One statement, outside any transaction: a conflict is retried by submit_result.
+                await self._store.commit(
+                    state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+                )
 
     async def report_progress(
         self, worker_id: str, raw_task_id: str, *, progress: float | None, message: str
@@ -298,7 +307,10 @@ def _payload(task: tasks.ClaimedTask) -> dict[str, Any]:
         "params": task.params,
         "priority": int(task.priority),
         "timestamp": int(time.time()),
-        "metadata": {"attempt": task.attempt},
+        "metadata": {
+            "attempt": task.attempt,
+            **({"traceparent": task.traceparent} if task.traceparent else {}),
+        },
     }
     if task.deadline_at is not None:
         payload["deadline"] = int(task.deadline_at.timestamp())

@@ -38,6 +38,7 @@ from .loader import load_blueprints, load_worker
 from .replay import divergences
 from .server import serve
 from .settings import Settings
+from .tracing import configure_tracing
 
 __all__ = ["main"]
 
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; errors print one line naming what to fix and exit with 2."""
     args = build_parser().parse_args(argv)
+    configure_tracing()
     # People read chronik dev's logs; machines read everything else's.
     default_format = "text" if args.command == "dev" else "json"
     try:

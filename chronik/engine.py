@@ -68,6 +68,7 @@ from ._webhooks import WebhookSender, check_webhook_url
 from ._workers import WorkerService
 from .metrics import Metrics
 from .settings import Settings
+from .tracing import new_traceparent
 
 __all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Engine"]
 
@@ -317,13 +318,18 @@ class Engine:
             raise InvalidInput(exc.message) from None
         if webhook_url is not None:
             check_webhook_url(webhook_url, secret=self.settings.webhook_secret)
+        job_id = uuid4()
+        traceparent = new_traceparent(
+            "chronik.job.create", {"chronik.job_id": str(job_id), "chronik.blueprint": found.name}
+        )
         events = decide_create(
-            uuid4(),
+            job_id,
             found,
             dict(initial_data or {}),
             _now(),
             timeout_seconds=timeout_seconds,
             webhook_url=webhook_url,
+            traceparent=traceparent,
         )
         job, _created = await self.store.create(
             events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key

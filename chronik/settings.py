@@ -45,6 +45,7 @@ ENVIRONMENT: dict[str, str] = {
     "TZ": "the time zone of the schedules",
     "LOG_LEVEL": "the command line's log level",
     "LOG_FORMAT": "json or text logs",
+    "OTEL_TRACES_EXPORTER": "where traces go: otlp, console or none (with the other OTEL_ variables)",
     "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
     "WORKER_TOKEN": "(workers) the token a worker sends",
     "WORKER_ID": "(workers) the worker's id",

@@ -38,6 +38,8 @@ import structlog
 
 from chronik.core.signing import sign
 
+from .tracing import job_span
+
 __all__ = ["Result", "TaskError", "Worker"]
 
 log = structlog.get_logger("chronik.worker")
@@ -270,14 +272,20 @@ class Worker:
 
     async def _execute(self, task: dict[str, Any]) -> None:
         task_id = task["task_id"]
-        try:
-            outcome = await self._invoke(task)
-        except asyncio.CancelledError:
-            outcome = {"status": "cancelled"}
-        finally:
-            self._running.pop(task_id, None)
-            self._slots.release()
-        await self._report(task, outcome)
+        metadata = task.get("metadata") or {}
+        attributes = {"chronik.job_id": task["job_id"], "chronik.task_id": task_id,
+                      "chronik.task_type": task["type"], "chronik.worker_id": self.worker_id}  # fmt: skip
+        # The orchestrator hands the job's trace context with the task: this span joins the job's trace.
+        with job_span(f"chronik.task {task['type']}", metadata.get("traceparent"), attributes) as span:
+            try:
+                outcome = await self._invoke(task)
+            except asyncio.CancelledError:
+                outcome = {"status": "cancelled"}
+            finally:
+                self._running.pop(task_id, None)
+                self._slots.release()
+            span.set_attribute("chronik.status", str(outcome.get("status")))
+            await self._report(task, outcome)
 
     async def _invoke(self, task: dict[str, Any]) -> dict[str, Any]:
         handler = self.handlers.get(task["type"])

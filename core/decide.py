@@ -85,6 +85,7 @@ def decide_create(
     parent_job_id: UUID | None = None,
     timeout_seconds: float | None = None,
     webhook_url: str | None = None,
+    traceparent: str | None = None,
 ) -> tuple[AnyEvent, ...]:
     """The events that create a job; ``timeout_seconds`` overrides the blueprint's job timeout."""
     start = blueprint.start_state
@@ -106,6 +107,7 @@ def decide_create(
             else at + timedelta(seconds=spec.timeout_seconds),
             on_timeout=spec.on_timeout,
             webhook_url=webhook_url,
+            traceparent=traceparent,
         ),
     )
 

@@ -84,6 +84,8 @@ class JobCreated(Event, frozen=True, tag="JobCreated"):
     on_timeout: str | None = None
     webhook_url: str | None = None
     """Where to announce the job's end (and quarantine), as the client asked at creation."""
+    traceparent: str | None = None
+    """The W3C trace context of the job's trace: every step and task span joins it."""
 
 
 class StateEntered(Event, frozen=True, tag="StateEntered"):

@@ -79,6 +79,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             state_deadline_at=event.state_deadline_at,
             on_timeout=event.on_timeout,
             webhook_url=event.webhook_url,
+            traceparent=event.traceparent,
         )
     version = state.version + 1
     match event:

@@ -187,6 +187,7 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     on_timeout: str | None = None
     """Where the current state's deadline leads; ``None``: the job fails."""
     webhook_url: str | None = None
+    traceparent: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -57,6 +57,7 @@ async def commit(
     tasks: TaskChanges,
     wake: UUID | None = None,
     webhook: WebhookNotice | None = None,
+    traceparent: str | None = None,
 ) -> None:
     """Append ``events`` after ``expected_version`` and apply the row changes, atomically.
 
@@ -102,6 +103,7 @@ async def commit(
                         webhook.event_id,
                     )
                 ),
+                traceparent,
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
         # A deadlock here is two writers of one job meeting on its rows: the same race, lost.

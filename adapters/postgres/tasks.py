@@ -43,6 +43,7 @@ class ClaimedTask(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: float | None
     claimed_at: datetime
     deadline_at: datetime | None
+    traceparent: str | None = None
 
 
 class HeldTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +94,7 @@ async def claim(
             timeout_seconds=row["timeout_seconds"],
             claimed_at=row["claimed_at"],
             deadline_at=row["deadline_at"],
+            traceparent=row["traceparent"],
         )
         for row in rows
     ]

@@ -10,7 +10,8 @@
 -- attempt, available_at, timeout_seconds, dispatched_at,
 -- $24 task ids whose rows go (answered), $25 task ids whose rows are marked cancelled (abandoned),
 -- $26 a job to wake now (the parent of a child that ended), or NULL,
--- $27 a webhook to notify (url), $28 its event name, $29 its payload jsonb, $30 its event id
+-- $27 a webhook to notify (url), $28 its event name, $29 its payload jsonb, $30 its event id,
+-- $31 the job's traceparent, handed to its queued tasks
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -43,9 +44,9 @@ WITH appended AS (
 ), task_queued AS (
     -- A row already holding this attempt (leased, say) is left alone; an older attempt's row is reset.
     INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
-                       timeout_seconds, dispatched_at)
+                       timeout_seconds, dispatched_at, traceparent)
     SELECT q.task_id, $1, q.task_type, q.params, q.priority, q.attempt, 'queued', q.available_at,
-           q.timeout_seconds, q.dispatched_at
+           q.timeout_seconds, q.dispatched_at, $31::text
     FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::int[], $20::int[], $21::timestamptz[],
                 $22::float8[], $23::timestamptz[])
          AS q(task_id, task_type, params, priority, attempt, available_at, timeout_seconds, dispatched_at)

@@ -17,7 +17,7 @@ SET status = 'leased', worker_id = $1, claimed_at = now(),
 FROM next
 WHERE t.task_id = next.task_id
 RETURNING t.task_id, t.job_id, t.task_type, t.params::text AS params, t.priority, t.attempt,
-          t.timeout_seconds, t.claimed_at, t.deadline_at;
+          t.timeout_seconds, t.claimed_at, t.deadline_at, t.traceparent;
 
 -- name: find_task
 -- The queue row of a task with its job's state, to settle a result against it. No lock: the
