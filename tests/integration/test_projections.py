@@ -14,7 +14,8 @@ from chronik import Blueprint
 from chronik._projector import ProjectionRunner
 from chronik.adapters.postgres.event_store import LogPosition
 from chronik.core.decide import decide_create
-from chronik.core.events import ErrorInfo
+from chronik.core.events import ErrorInfo, decode_event
+from chronik.core.evolve import fold
 from chronik.engine import Engine
 from chronik.projections.rebuild import build_shadow, differences, rebuild, status
 from chronik.projections.setup import PROJECTORS
@@ -144,6 +145,18 @@ async def test_rebuilt_projections_equal_the_live_ones(make_engine: Any) -> None
     async with engine.store.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM job_history") == events + 3
     assert len(jobs) == 9
+    # As of every version, a job is the fold of that prefix of its log (read here straight from SQL).
+    async with engine.store.pool.acquire() as conn:
+        for job in jobs:
+            rows = await conn.fetch(
+                "SELECT type, data::text AS data FROM events WHERE job_id = $1 ORDER BY version", job.job_id
+            )
+            prefix = []
+            for version, row in enumerate(rows, start=1):
+                event = decode_event(row["type"], row["data"])
+                assert event is not None
+                prefix.append(event)
+                assert await engine.job_as_of(job.job_id, version=version) == fold(prefix)
 
 
 async def test_a_rebuild_while_jobs_run_swaps_in_a_complete_table(make_engine: Any) -> None:
