@@ -98,8 +98,9 @@ class Watcher:
                 if len(expired) < _BATCH:
                     break
             if time.monotonic() >= self._next_prune:
-                # Old rate-limit windows: housekeeping that needs one instance, like the sweep.
+                # Old rate-limit windows and idempotency keys: housekeeping for one instance.
                 await conn.execute(QUERIES["prune_rate_limits"])
+                await conn.execute(QUERIES["prune_idempotency_keys"])
                 self._next_prune = time.monotonic() + _PRUNE_SECONDS
         return handled
 

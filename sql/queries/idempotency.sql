@@ -14,3 +14,7 @@ RETURNING job_id;
 -- The job a fresh key names, and the fingerprint of the request that took it.
 -- $1 client text, $2 key text
 SELECT job_id, request FROM idempotency_keys WHERE client = $1 AND key = $2;
+
+-- name: prune_idempotency_keys
+-- Forget keys older than 24 hours: they no longer name a job (the created_at index finds them).
+DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours';

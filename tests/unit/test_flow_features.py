@@ -367,3 +367,22 @@ def test_handler_runs_are_told_apart_from_a_results_own_moves() -> None:
         (2, "start", [TaskDispatched]),
         (5, "done", [JobFinished]),
     ]
+
+
+def test_graphs_draw_any_state_name() -> None:
+    from chronik.core.graph import to_dot
+
+    bp = Blueprint('odd "names"', api_endpoint="odd")
+
+    @bp.handler_for("start here", is_start=True, transitions=('done "now"',))
+    async def start(actions: Any) -> None: ...
+
+    @bp.handler_for('done "now"', is_end=True)
+    async def done() -> None: ...
+
+    mermaid = to_mermaid(bp)
+    assert 'state "start here" as s_start_here' in mermaid
+    assert "[*] --> s_start_here" in mermaid and "s_start_here --> s_done__now_" in mermaid
+    dot = to_dot(bp)
+    assert 'digraph "odd \\"names\\"" {' in dot
+    assert '"start here" -> "done \\"now\\""' in dot
