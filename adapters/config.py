@@ -154,15 +154,21 @@ def load_clients(path: str | Path) -> dict[str, ClientEntry]:
     ```toml
     [billing]
     token = "a-long-random-secret"
-    plan = "pro"                  # a label, shown nowhere else yet
-    rate_limit_per_minute = 600   # optional; default CLIENT_RATE_LIMIT_PER_MINUTE
+    plan = "pro"                  # its limits come from [plans.pro] ...
+    rate_limit_per_minute = 600   # ... unless it has its own; default CLIENT_RATE_LIMIT_PER_MINUTE
     monthly_attempts = 100000     # optional: jobs it may create per calendar month
+
+    [plans.pro]
+    rate_limit_per_minute = 300
+    monthly_attempts = 50000
     ```
+    ``plans`` is therefore not a client name.
     Only the tokens' SHA-256 digests are kept in memory; the name is what the log
     records as the actor of everything the client does.
     """
     file = Path(path)
     document = _read_toml(file, "CLIENTS_CONFIG_PATH")
+    plans = _plans(file, document.pop("plans", {}))
     clients: dict[str, ClientEntry] = {}
     for name, entry in document.items():
         where = f"{file}: [{name}]"
@@ -183,16 +189,38 @@ def load_clients(path: str | Path) -> dict[str, ClientEntry]:
         plan = entry.get("plan", "")
         if not isinstance(plan, str):
             raise ConfigError(f"{where}: field 'plan' must be a string")
+        if plan and plans and plan not in plans:
+            raise ConfigError(f"{where}: field 'plan' names {plan!r}, which [plans] does not define")
+        defaults = plans.get(plan, {})
         digest = hashlib.sha256(token.encode()).hexdigest()
         if any(known.token_sha256 == digest for known in clients.values()):
             raise ConfigError(f"{where}: field 'token' is the token of another client; give each its own")
         clients[name] = ClientEntry(
             token_sha256=digest,
             plan=plan,
-            rate_limit_per_minute=entry.get("rate_limit_per_minute"),
-            monthly_attempts=entry.get("monthly_attempts"),
+            rate_limit_per_minute=entry.get("rate_limit_per_minute", defaults.get("rate_limit_per_minute")),
+            monthly_attempts=entry.get("monthly_attempts", defaults.get("monthly_attempts")),
         )
     return clients
+
+
+def _plans(file: Path, table: object) -> dict[str, dict[str, int]]:
+    """``[plans.<name>]`` tables: the limits of the clients on each plan (a client's own win)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [plans] must hold one table per plan")
+    plans: dict[str, dict[str, int]] = {}
+    for name, limits in table.items():
+        where = f"{file}: [plans.{name}]"
+        if not isinstance(limits, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(limits) - {"rate_limit_per_minute", "monthly_attempts"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        for field, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}: field {field!r} must be a whole number from 1, got {value!r}")
+        plans[name] = dict(limits)
+    return plans
 
 
 def load_worker_tokens(path: str | Path) -> dict[str, str]:

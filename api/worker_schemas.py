@@ -66,6 +66,8 @@ class ResultBody(msgspec.Struct, kw_only=True):
     status: str = "success"
     data: Any = None
     error: TaskErrorBody | None = None
+    files: list[str] = []
+    """Object keys the task stored in its job's folder (``task_files``), recorded in the history."""
 
 
 class EventBody(msgspec.Struct, kw_only=True):

@@ -31,11 +31,12 @@ from chronik.core.decide import (
     wakes_at,
 )
 from chronik.core.errors import InvalidInput, VersionConflict
-from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo
+from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo, FilesStored
 from chronik.core.state import JobState, JobStatus
 
 from ._handlers import run_handler
 from ._store import JobStore
+from .files import TaskFiles
 from .tracing import job_span
 
 __all__ = ["StepExecutor"]
@@ -58,8 +59,10 @@ class StepExecutor:
         lease_seconds: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observe_step: Callable[[str, float], None] | None = None,
+        files: Callable[[str], TaskFiles] | None = None,
     ) -> None:
         self._observe_step = observe_step
+        self._files = files
         self._store = store
         self._blueprints = blueprints
         self._wake = wake
@@ -198,14 +201,19 @@ class StepExecutor:
         started = time.perf_counter()
         attributes = {"chronik.job_id": str(state.job_id), "chronik.blueprint": state.blueprint,
                       "chronik.state": state.current_state}  # fmt: skip
+        task_files = self._files(str(state.job_id)) if self._files is not None else None
         with job_span("chronik.job.step", state.traceparent, attributes) as span:
-            outcome = await run_handler(blueprint, state)
+            outcome = await run_handler(blueprint, state, task_files=task_files)
             if outcome.error is not None:
                 span.set_attribute("chronik.error_code", outcome.error.code)
         if self._observe_step is not None:
             self._observe_step(state.blueprint, time.perf_counter() - started)
         at = self._clock()
         events = decide_step(state, blueprint, outcome, at, blueprints=self._blueprints)
+        if task_files is not None and task_files.stored and events:
+            # What the handler stored is history too: recorded with its outcome, in one append.
+            stored = FilesStored(at=at, keys=tuple(task_files.stored), by=f"handler:{state.current_state}")
+            events = (stored, *events)
         try:
             await self._store.commit(
                 state,

@@ -24,7 +24,7 @@ from chronik.core.state import JobState
 __all__ = ["run_handler"]
 
 
-async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
+async def run_handler(blueprint: Blueprint, state: JobState, *, task_files: Any = None) -> HandlerOutcome:
     """Run the handler of the job's current state and return what it produced."""
     if state.current_state not in blueprint.states:
         return HandlerOutcome(state=state.current_state)
@@ -41,6 +41,7 @@ async def run_handler(blueprint: Blueprint, state: JobState) -> HandlerOutcome:
         actions=actions,
         data_stores=blueprint.data_stores,
         aggregation_results=copy.deepcopy(state.aggregation_results or {}),
+        task_files=task_files,
     )
     roots = {"context": context, "initial_data": context.initial_data, "state_history": history}
     try:

@@ -221,6 +221,7 @@ class JobStore:
             wake=after.parent_job_id if ended_now else None,
             webhook=webhook_notice(before, after),
             traceparent=after.traceparent,
+            remove_files=ended_now and bool(after.files),
         )
 
     async def create(

@@ -23,7 +23,7 @@ import structlog
 from chronik.adapters.postgres import tasks, workers
 from chronik.adapters.postgres.listener import Signal
 from chronik.core.errors import InvalidInput, TaskNotFound, TaskNotHeld, VersionConflict, WorkerNotFound
-from chronik.core.events import ErrorInfo
+from chronik.core.events import ErrorInfo, FilesStored, TaskCompleted, TaskFailed
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import TaskResult, decide_task_result
@@ -173,6 +173,7 @@ class WorkerService:
         status: str,
         data: Any,
         error: ErrorInfo | None,
+        files: tuple[str, ...] = (),
     ) -> ResultAnswer:
         """Settle a worker's result; repeats and late results are answered ``ignored``.
 
@@ -186,7 +187,7 @@ class WorkerService:
                     held = await tasks.find(conn, task_id)
                     if tries == 0 and not (held is not None and held.fan_out):
                         return await self._settle(
-                            conn, held, worker_id, task_id, attempt, status, data, error
+                            conn, held, worker_id, task_id, attempt, status, data, error, files
                         )
                     # Results of one fan-out arrive together, and another writer moved the job
                     # first: queue behind the others on the job's row instead of racing again.
@@ -195,7 +196,7 @@ class WorkerService:
                     async with conn.transaction():
                         held = await tasks.find(conn, task_id, lock=True)
                         return await self._settle(
-                            conn, held, worker_id, task_id, attempt, status, data, error
+                            conn, held, worker_id, task_id, attempt, status, data, error, files
                         )
             except VersionConflict:
                 continue  # settle against the job's new state
@@ -211,6 +212,7 @@ class WorkerService:
         status: str,
         data: Any,
         error: ErrorInfo | None,
+        files: tuple[str, ...] = (),
     ) -> ResultAnswer:
         job_id = held.job_id if held is not None else await tasks.find_dispatching_job(conn, task_id)
         if job_id is None:
@@ -220,7 +222,9 @@ class WorkerService:
                 # The watcher removes the row when its lease runs out; repeats meet it until then.
                 return ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
             if held.status == "leased" and held.job is not None:
-                await self._decide(conn, held.job, task_id, attempt, worker_id, status, data, error, held)
+                await self._decide(
+                    conn, held.job, task_id, attempt, worker_id, status, data, error, held, files
+                )
                 return ResultAnswer(status="accepted")
         answered, lost = await tasks.attempt_history(conn, job_id, task_id, attempt, worker_id)
         if answered:
@@ -230,7 +234,7 @@ class WorkerService:
         # A late result of an attempt this worker lost: recorded while the job lives, never applied.
         state = await self._store.load(job_id, conn=conn)
         if state is not None:
-            await self._decide(conn, state, task_id, attempt, worker_id, status, data, error, None)
+            await self._decide(conn, state, task_id, attempt, worker_id, status, data, error, None, files)
         return ResultAnswer(
             status="ignored", reason="stale_task", message="a later attempt superseded this one"
         )
@@ -246,6 +250,7 @@ class WorkerService:
         data: Any,
         error: ErrorInfo | None,
         held: tasks.HeldTask | None,
+        files: tuple[str, ...] = (),
     ) -> None:
         result = TaskResult(
             task_id=task_id,
@@ -265,6 +270,9 @@ class WorkerService:
         }
         with job_span("chronik.task.result", state.traceparent, attributes):
             events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
+            if files and any(isinstance(event, TaskCompleted | TaskFailed) for event in events):
+                # What the worker stored in the job's folder is recorded with its result.
+                events = (FilesStored(at=events[0].at, keys=files, by=worker_id), *events)
             if events:
                 # One statement, outside any transaction: a conflict is retried by submit_result.
                 await self._store.commit(

@@ -22,6 +22,7 @@ import math
 import signal
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -60,12 +61,14 @@ from chronik.projections.jobs import JobFilter
 from chronik.projections.setup import PROJECTORS, prepare_database
 
 from ._executor import StepExecutor
+from ._janitor import FileJanitor
 from ._projector import ProjectionRunner
 from ._scheduler import Scheduler, check_blueprints
 from ._store import JobStore
 from ._watcher import Watcher
 from ._webhooks import WebhookSender, check_webhook_url
 from ._workers import WorkerService
+from .files import TaskFiles, ensure_bucket
 from .metrics import Metrics
 from .settings import Settings
 from .tracing import new_traceparent
@@ -180,6 +183,12 @@ class Engine:
         self._listener = Listener(dsn, [STEPS_CHANNEL, TASKS_CHANNEL])
         await self._listener.start()
         self._stop.clear()
+        s3 = settings.s3
+        s3_client = None if s3 is None else s3.client()
+        if s3 is not None and s3_client is not None:
+            await asyncio.to_thread(ensure_bucket, s3_client, s3.bucket)
+            janitor = FileJanitor(store.pool, s3_client, s3.bucket, interval=settings.watcher_interval)
+            self._background.append(asyncio.create_task(janitor.run(self._stop), name="chronik-files"))
         executor = StepExecutor(
             store,
             self.blueprints,
@@ -191,6 +200,7 @@ class Engine:
             observe_step=lambda blueprint, seconds: self.metrics.step_seconds.labels(blueprint).observe(
                 seconds
             ),
+            files=None if s3 is None or s3_client is None else partial(TaskFiles, s3_client, s3.bucket),
         )
         self._workers = WorkerService(
             store,
@@ -413,11 +423,12 @@ class Engine:
             rows = await conn.fetch(QUERIES["webhooks_of_job"], job_id)
         return [{**dict(row), "attempt_log": json.loads(row["attempt_log"])} for row in rows]
 
-    async def check_rate(self, key: str, limit: int, per_seconds: float) -> None:
+    async def check_rate(self, key: str, limit: int, per_seconds: float, *, kind: str = "client") -> None:
         """Count a request against ``key``; ``RateLimited`` (429, with Retry-After) past ``limit``."""
         async with self.store.pool.acquire() as conn:
             row = await conn.fetchrow(QUERIES["hit_rate_limit"], key, per_seconds)
         if row["hits"] > limit:
+            self.metrics.rate_limited.labels(kind).inc()
             retry = max(0.0, row["retry_after"])
             raise RateLimited(
                 f"more than {limit} requests in {per_seconds:g} s for {key}; "
@@ -432,13 +443,14 @@ class Engine:
             "polls": self.settings.worker_rate_polls,
         }.get(kind, self.settings.worker_rate_other)
         if limit:
-            await self.check_rate(f"worker:{worker_id}:{kind}", limit, 60.0)
+            await self.check_rate(f"worker:{worker_id}:{kind}", limit, 60.0, kind=f"worker_{kind}")
 
     async def check_quota(self, client: str, monthly: int) -> None:
         """Count a job against ``client``'s month; ``QuotaExceeded`` (429) past ``monthly``."""
         async with self.store.pool.acquire() as conn:
             hits = await conn.fetchval(QUERIES["hit_monthly_quota"], f"quota:{client}")
         if hits > monthly:
+            self.metrics.rate_limited.labels("quota").inc()
             raise QuotaExceeded(
                 f"client {client!r} has created its {monthly} jobs for this month (monthly_attempts); "
                 "the quota renews on the 1st (UTC)"

@@ -65,6 +65,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "chronik_rate_limited",
+            "Requests refused for a rate limit or quota",
+            ["kind"],
+            registry=self.registry,
+        )
         self.tasks_queued = Gauge(
             "chronik_tasks_queued",
             "Task attempts waiting for a worker",

@@ -12,6 +12,8 @@ import msgspec
 
 from chronik.core.errors import ConfigError
 
+from .files import S3Config
+
 __all__ = ["ENVIRONMENT", "Settings"]
 
 ENVIRONMENT: dict[str, str] = {
@@ -38,6 +40,11 @@ ENVIRONMENT: dict[str, str] = {
     "WORKER_RATE_LIMIT_POLLS": "task polls per minute per worker",
     "WORKER_RATE_LIMIT_OTHER": "other worker calls per minute per worker",
     "WEBHOOK_SECRET": "the key that signs webhook notifications",
+    "S3_ENDPOINT": "the S3-compatible storage of task_files (http(s)://host:port)",
+    "S3_ACCESS_KEY": "its access key",
+    "S3_SECRET_KEY": "its secret key",
+    "S3_BUCKET": "the bucket of task_files",
+    "S3_REGION": "its region, when it needs one",
     "WEBHOOK_MAX_ATTEMPTS": "attempts per notification before it is given up",
     "WEBHOOK_RETRY_BASE_SECONDS": "the first retry's backoff for a webhook",
     "WEBHOOK_CONCURRENCY": "notifications sent at once per instance",
@@ -105,6 +112,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``WORKER_RATE_LIMIT_POLLS``: task polls per minute per worker (Avtomatika's default); 0: none."""
     worker_rate_other: int = 100
     """``WORKER_RATE_LIMIT_OTHER``: other calls per minute per worker (Avtomatika's default); 0: none."""
+    s3: S3Config | None = None
+    """``S3_ENDPOINT``, ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, ``S3_BUCKET``, ``S3_REGION``: where
+    ``task_files`` keep job payloads; None (no ``S3_ENDPOINT``): no ``task_files``."""
     webhook_secret: str | None = None
     """``WEBHOOK_SECRET``: the key of each notification's HMAC-SHA256 signature; webhooks need it."""
     webhook_max_attempts: int = 10
@@ -143,6 +153,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             schedules_config_path=env.get("SCHEDULES_CONFIG_PATH") or None,
             timezone=_zone(env.get("TZ") or "UTC"),
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            s3=S3Config.from_env(env),
             client_rate_limit=_number(env, "CLIENT_RATE_LIMIT_PER_MINUTE", int, 0, minimum=0),
             worker_rate_heartbeats=_number(env, "WORKER_RATE_LIMIT_HEARTBEATS", int, 120, minimum=0),
             worker_rate_polls=_number(env, "WORKER_RATE_LIMIT_POLLS", int, 60, minimum=0),

@@ -36,8 +36,10 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
+from chronik.core.errors import ChronikError, ConfigError
 from chronik.core.signing import sign
 
+from .files import S3Config, TaskFiles
 from .tracing import job_span
 
 __all__ = ["Result", "TaskError", "Worker"]
@@ -47,7 +49,7 @@ log = structlog.get_logger("chronik.worker")
 F = TypeVar("F", bound=Callable[..., Any])
 
 PROTOCOL_VERSION = "1.0b17"
-_INJECTABLE = ("params", "job_id", "task_id", "attempt", "progress", "deadline")
+_INJECTABLE = ("params", "job_id", "task_id", "attempt", "progress", "deadline", "task_files")
 
 
 class TaskError(Exception):
@@ -96,13 +98,15 @@ class Worker:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(capacity)
+        self._s3: tuple[Any, str] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._base = ""
         self._draining = asyncio.Event()
 
     def task(self, task_type: str) -> Callable[[F], F]:
         """Register the handler of ``task_type``; it gets ``params`` and any of ``job_id``,
-        ``task_id``, ``attempt``, ``progress`` and ``deadline`` by name."""
+        ``task_id``, ``attempt``, ``progress``, ``deadline`` and ``task_files`` (the job's S3
+        folder, from the worker's ``S3_*`` settings) by name."""
 
         def register(func: F) -> F:
             if task_type in self.handlers:
@@ -174,6 +178,16 @@ class Worker:
                 await beat
             self._http = None
         log.info("worker_stopped", worker_id=self.worker_id)
+
+    def _task_files(self, job_id: str) -> TaskFiles:
+        """The job's S3 folder, from the worker's S3_* settings (read once)."""
+        if self._s3 is None:
+            config = S3Config.from_env()
+            if config is None:
+                raise ConfigError("a task asks for task_files, but S3_ENDPOINT is not set for this worker")
+            self._s3 = (config.client(), config.bucket)
+        client, bucket = self._s3
+        return TaskFiles(client, bucket, job_id)
 
     def stop(self) -> None:
         """Stop polling; ``serve`` returns once in-flight tasks are done."""
@@ -295,7 +309,13 @@ class Worker:
         async def progress(percent: float, message: str = "") -> None:
             await self._progress(task, percent, message)
 
+        wanted = inspect.signature(handler).parameters
+        try:
+            files = self._task_files(task["job_id"]) if "task_files" in wanted else None
+        except ChronikError as exc:
+            return _failure("PERMANENT_ERROR", exc.message)
         available = {
+            "task_files": files,
             "params": task.get("params") or {},
             "job_id": task["job_id"],
             "task_id": task["task_id"],
@@ -303,7 +323,7 @@ class Worker:
             "progress": progress,
             "deadline": task.get("deadline"),
         }
-        kwargs = {name: available[name] for name in inspect.signature(handler).parameters}
+        kwargs = {name: available[name] for name in wanted}
         try:
             value = handler(**kwargs)
             if inspect.isawaitable(value):
@@ -315,9 +335,10 @@ class Worker:
         except Exception as exc:
             log.exception("task_failed", task_id=task["task_id"], task_type=task["type"])
             return _failure("TRANSIENT_ERROR", f"{type(exc).__name__}: {exc}")
+        stored = {"files": files.stored} if files is not None and files.stored else {}
         if isinstance(value, Result):
-            return {"status": value.status, "data": value.data}
-        return {"status": "success", "data": value}
+            return {"status": value.status, "data": value.data, **stored}
+        return {"status": "success", "data": value, **stored}
 
     async def _report(self, task: dict[str, Any], outcome: dict[str, Any]) -> None:
         body = {"job_id": task["job_id"], "task_id": task["task_id"], "worker_id": self.worker_id, **outcome}

@@ -18,6 +18,7 @@ from .events import (
     BranchFailed,
     ChildEnded,
     ChildStarted,
+    FilesStored,
     HandlerFailed,
     JobCancelled,
     JobCreated,
@@ -225,6 +226,11 @@ def _facts(event: AnyEvent, before: JobState | None) -> AuditFacts:
                 f"child job {event.child_job_id} ended {event.status!r}",
                 error_code=event.error.code if event.error is not None else None,
                 outcome=event.status,
+            )
+        case FilesStored(keys=keys, by=by):
+            return AuditFacts(
+                f"stored {len(keys)} file(s): {', '.join(keys[:3])}" + (" ..." if len(keys) > 3 else ""),
+                actor=None if by.startswith("handler:") else by,
             )
         case _:
             assert_never(event)

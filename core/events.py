@@ -28,6 +28,7 @@ __all__ = [
     "ChildStarted",
     "ErrorInfo",
     "Event",
+    "FilesStored",
     "HandlerFailed",
     "JobCancelled",
     "JobCreated",
@@ -281,6 +282,14 @@ class TimedOut(Event, frozen=True, tag="TimedOut"):
     deadline_at: datetime
 
 
+class FilesStored(Event, frozen=True, tag="FilesStored"):
+    """A handler or a worker stored objects in the job's S3 folder (``task_files``); their keys."""
+
+    keys: tuple[str, ...]
+    by: str
+    """``handler:<state>`` or the worker's id."""
+
+
 class BranchSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One task of a fan-out, as dispatched."""
 
@@ -368,6 +377,7 @@ AnyEvent = (
     | BranchesJoined
     | ChildStarted
     | ChildEnded
+    | FilesStored
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -398,6 +408,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BranchesJoined,
         ChildStarted,
         ChildEnded,
+        FilesStored,
     )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""

@@ -22,6 +22,7 @@ from .events import (
     ChildEnded,
     ChildStarted,
     ErrorInfo,
+    FilesStored,
     HandlerFailed,
     JobCancelled,
     JobCreated,
@@ -255,6 +256,9 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case ChildEnded():
             # A StateEntered (or a JobFailed) always follows in the same append and moves the job on.
             return replace(state, child=None, version=version, updated_at=event.at)
+        case FilesStored(keys=keys):
+            files = tuple(dict.fromkeys((*state.files, *keys)))
+            return replace(state, files=files, version=version, updated_at=event.at)
         case TimedOut():
             # Whatever the job waited on is abandoned; its task rows are withdrawn, its child cancelled.
             return replace(

@@ -36,6 +36,7 @@ BUILTIN_ARGUMENTS = (
     "current_state",
     "data_stores",
     "aggregation_results",
+    "task_files",
 )
 
 
@@ -67,6 +68,8 @@ class JobContext:
     """The blueprint's data stores by name (``data_stores.cache``), shared by all its jobs."""
     aggregation_results: dict[str, Any] = field(default_factory=dict)
     """In an aggregator's run: each branch's outcome by task id; empty otherwise."""
+    task_files: Any = None
+    """The job's S3 folder (``chronik.files.TaskFiles``) when S3 is configured."""
 
 
 def plan_arguments(func: Callable[..., Any], *, where: str) -> tuple[Parameter, ...]:
@@ -98,6 +101,8 @@ def build_arguments(params: tuple[Parameter, ...], context: JobContext) -> dict[
         "data_stores": context.data_stores,
         "aggregation_results": context.aggregation_results,
     }
+    if context.task_files is not None:
+        builtins = {**builtins, "task_files": context.task_files}
     kwargs: dict[str, Any] = {}
     for param in params:
         for source in (builtins, context.state_history, context.initial_data):

@@ -188,6 +188,8 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """Where the current state's deadline leads; ``None``: the job fails."""
     webhook_url: str | None = None
     traceparent: str | None = None
+    files: tuple[str, ...] = ()
+    """Every S3 object key stored for the job (``FilesStored``), removed when it ends."""
 
     @property
     def is_terminal(self) -> bool:

@@ -58,6 +58,7 @@ async def commit(
     wake: UUID | None = None,
     webhook: WebhookNotice | None = None,
     traceparent: str | None = None,
+    remove_files: bool = False,
 ) -> None:
     """Append ``events`` after ``expected_version`` and apply the row changes, atomically.
 
@@ -104,6 +105,7 @@ async def commit(
                     )
                 ),
                 traceparent,
+                remove_files,
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
         # A deadlock here is two writers of one job meeting on its rows: the same race, lost.

@@ -11,7 +11,8 @@
 -- $24 task ids whose rows go (answered), $25 task ids whose rows are marked cancelled (abandoned),
 -- $26 a job to wake now (the parent of a child that ended), or NULL,
 -- $27 a webhook to notify (url), $28 its event name, $29 its payload jsonb, $30 its event id,
--- $31 the job's traceparent, handed to its queued tasks
+-- $31 the job's traceparent, handed to its queued tasks,
+-- $32 true when the job ended now with files in S3 to remove
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -73,6 +74,10 @@ WITH appended AS (
     INSERT INTO job_steps (job_id, run_at) SELECT $26::uuid, now() WHERE $26::uuid IS NOT NULL
     ON CONFLICT (job_id) DO UPDATE
         SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
+    RETURNING 1
+), files_to_remove AS (
+    INSERT INTO file_cleanups (job_id) SELECT $1 WHERE $32::boolean
+    ON CONFLICT (job_id) DO NOTHING
     RETURNING 1
 ), notified AS (
     INSERT INTO webhook_deliveries (event_id, job_id, event, url, payload)

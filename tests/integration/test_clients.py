@@ -105,3 +105,25 @@ async def test_the_watcher_forgets_old_idempotency_keys_and_rate_windows(make_en
         assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["new"]
         left = await conn.fetch("SELECT key, hits FROM rate_limit_counters ORDER BY key, hits")
         assert [(r["key"], r["hits"]) for r in left] == [("quota:c", 3), ("worker:w:polls", 1)]
+
+
+def test_plans_give_their_clients_limits_unless_a_client_has_its_own(tmp_path: Path) -> None:
+    config = tmp_path / "clients.toml"
+    config.write_text(
+        "[plans.pro]\nrate_limit_per_minute = 300\nmonthly_attempts = 5000\n\n"
+        '[a]\ntoken = "a-token-0123456789"\nplan = "pro"\n\n'
+        '[b]\ntoken = "b-token-0123456789"\nplan = "pro"\nrate_limit_per_minute = 10\n'
+    )
+    loaded = load_clients(config)
+    assert (loaded["a"].rate_limit_per_minute, loaded["a"].monthly_attempts) == (300, 5000)
+    assert (loaded["b"].rate_limit_per_minute, loaded["b"].monthly_attempts) == (10, 5000)
+    config.write_text(
+        '[plans.pro]\nrate_limit_per_minute = 3\n\n[a]\ntoken = "a-token-0123456789"\nplan = "gold"\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"\[a\]: field 'plan' names 'gold', which \[plans\] does not define"
+    ):
+        load_clients(config)
+    config.write_text("[plans.pro]\nburst = 3\n")
+    with pytest.raises(ConfigError, match=r"\[plans.pro\]: unknown field\(s\) 'burst'"):
+        load_clients(config)

@@ -16,6 +16,7 @@ from chronik.core.events import (
     ChildEnded,
     ChildStarted,
     ErrorInfo,
+    FilesStored,
     HandlerFailed,
     JobCancelled,
     JobCreated,
@@ -52,6 +53,7 @@ def test_stored_tags_never_change() -> None:
         "BranchesJoined",
         "ChildEnded",
         "ChildStarted",
+        "FilesStored",
         "HandlerFailed",
         "JobCancelled",
         "JobCreated",
@@ -108,6 +110,7 @@ def test_every_event_type_round_trips() -> None:
         BranchesJoined(at=AT, state="agg", from_state="s", state_deadline_at=AT, on_timeout="late"),
         ChildStarted(at=AT, state="s", child_job_id=uuid4(), blueprint="c", transitions={"success": "x"}),
         ChildEnded(at=AT, child_job_id=uuid4(), status="failed", result={"r": 1}, error=error),
+        FilesStored(at=AT, keys=("jobs/x/a.bin",), by="w"),
     ]
     assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
     for sample in samples:
