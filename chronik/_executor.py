@@ -169,7 +169,8 @@ class StepExecutor:
             raise
         except Exception:
             # Our own failure (the database went away, say), not the handler's: try again later.
-            delay = min(60.0, 2.0**step.attempts)
+            # ``attempts`` counts every claim of the job's step (it is the claim's token, never reset).
+            delay = min(60.0, 2.0 ** min(step.attempts, 6))
             bound.exception("step_failed", retry_in=delay)
             with contextlib.suppress(Exception):
                 await self._store.retry_step(step.job_id, delay_seconds=delay, instance=self._instance)
@@ -234,7 +235,8 @@ class StepExecutor:
             failed = decide_step(
                 state, blueprint, HandlerOutcome(state=outcome.state, error=error), self._clock()
             )
-            await self._store.commit(state, failed, meta={"instance": self._instance})
+            with contextlib.suppress(VersionConflict):  # the job moved meanwhile: nothing to record
+                await self._store.commit(state, failed, meta={"instance": self._instance})
             return
         bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])
 

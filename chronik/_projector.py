@@ -63,7 +63,7 @@ class ProjectionRunner:
             return True
 
     async def catch_up(self) -> None:
-        """Apply every event that is safe to read now (tests, and the CLI after an import)."""
+        """Apply every event that is safe to read now (for tests, which must not wait for the poll)."""
         for projector in self._projectors:
             while await self.step(projector):
                 pass

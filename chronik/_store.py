@@ -73,7 +73,7 @@ def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, d
 
 
 def task_changes(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChanges:
-    """The job's task rows follow the attempts it waits on (``pending_tasks``).
+    """The job's task rows follow the attempts it waits on (``pending_attempts``).
 
     New or retried attempts are queued. An attempt the job stops waiting on goes at
     once when these events answer it (its worker is done with it); otherwise it was
@@ -119,9 +119,13 @@ class JobStore:
         blueprints: Mapping[str, Blueprint] | None = None,
         *,
         on_commit: Callable[[JobState | None, JobState, Sequence[AnyEvent]], None] | None = None,
+        files: bool = False,
     ) -> None:
         self.pool = pool
         self._on_commit = on_commit
+        self._files = files
+        """S3 ``task_files`` are on: every job's folder is emptied when it ends, whatever the
+        log recorded of it (an outcome dropped on a conflict may have stored files too)."""
         self.blueprints: Mapping[str, Blueprint] = blueprints if blueprints is not None else {}
         """The engine's blueprints: to stamp state deadlines into events (see ``stamp_state_deadlines``)."""
 
@@ -187,7 +191,7 @@ class JobStore:
         For a log loaded by ``chronik events import``: the queues and timers come back
         as the live engine would have left them.
         """
-        await self._write(conn, None, state, (), None)
+        await self._write(conn, None, state, (), None, derive_only=True)
 
     async def _cancel_child(
         self, conn: asyncpg.Connection, child_id: UUID, *, parent: JobState, meta: dict[str, Any] | None
@@ -206,8 +210,12 @@ class JobStore:
         after: JobState,
         events: Sequence[AnyEvent],
         meta: dict[str, Any] | None,
+        *,
+        derive_only: bool = False,
     ) -> None:
-        ended_now = after.is_terminal and not (before is not None and before.is_terminal)
+        # Deriving rows from a loaded log (an import) announces nothing: no webhook, no wake-up,
+        # no clean-up; those happened, or were owed, when the log was first written.
+        ended_now = not derive_only and after.is_terminal and not (before is not None and before.is_terminal)
         await commit(
             conn,
             job_id=after.job_id,
@@ -219,9 +227,9 @@ class JobStore:
             tasks=task_changes(before, after, events),
             # A parent waits for this job: its step becomes due now, in this same statement.
             wake=after.parent_job_id if ended_now else None,
-            webhook=webhook_notice(before, after),
+            webhook=None if derive_only else webhook_notice(before, after),
             traceparent=after.traceparent,
-            remove_files=ended_now and bool(after.files),
+            remove_files=ended_now and self._files,
         )
 
     async def create(

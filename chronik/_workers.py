@@ -270,6 +270,11 @@ class WorkerService:
         }
         with job_span("chronik.task.result", state.traceparent, attributes):
             events = decide_task_result(state, result, self._clock(), policy=self._policy, rand=self._rand())
+            prefix = f"jobs/{state.job_id}/"
+            foreign = [key for key in files if not key.startswith(prefix)]
+            if foreign:
+                # Checked against the task's own job, whatever job_id the worker's message names.
+                raise InvalidInput(f"files {foreign[:3]!r} are not in the job's folder {prefix!r}")
             if files and any(isinstance(event, TaskCompleted | TaskFailed) for event in events):
                 # What the worker stored in the job's folder is recorded with its result.
                 events = (FilesStored(at=events[0].at, keys=files, by=worker_id), *events)

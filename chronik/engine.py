@@ -163,7 +163,12 @@ class Engine:
             self._database_url = self._embedded.dsn
         try:
             self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
-            self._store = JobStore(self._pool, self.blueprints, on_commit=self.metrics.committed)
+            self._store = JobStore(
+                self._pool,
+                self.blueprints,
+                on_commit=self.metrics.committed,
+                files=self.settings.s3 is not None,
+            )
             if run_migrations:
                 async with self._pool.acquire() as conn:
                     applied = await prepare_database(conn)
@@ -184,10 +189,12 @@ class Engine:
         await self._listener.start()
         self._stop.clear()
         s3 = settings.s3
-        s3_client = None if s3 is None else s3.client()
-        if s3 is not None and s3_client is not None:
-            await asyncio.to_thread(ensure_bucket, s3_client, s3.bucket)
-            janitor = FileJanitor(store.pool, s3_client, s3.bucket, interval=settings.watcher_interval)
+        files = None
+        if s3 is not None:
+            client = s3.client()
+            await asyncio.to_thread(ensure_bucket, client, s3.bucket)
+            files = partial(TaskFiles, client, s3.bucket)
+            janitor = FileJanitor(store.pool, client, s3.bucket, interval=settings.watcher_interval)
             self._background.append(asyncio.create_task(janitor.run(self._stop), name="chronik-files"))
         executor = StepExecutor(
             store,
@@ -200,7 +207,7 @@ class Engine:
             observe_step=lambda blueprint, seconds: self.metrics.step_seconds.labels(blueprint).observe(
                 seconds
             ),
-            files=None if s3 is None or s3_client is None else partial(TaskFiles, s3_client, s3.bucket),
+            files=files,
         )
         self._workers = WorkerService(
             store,
@@ -310,6 +317,7 @@ class Engine:
         idempotency_key: str | None = None,
         timeout_seconds: float | None = None,
         webhook_url: str | None = None,
+        monthly_quota: int | None = None,
     ) -> JobState:
         """Create a job of ``blueprint`` (a name or the object) and queue its first step.
 
@@ -317,6 +325,8 @@ class Engine:
         job the first call created, and create nothing. ``timeout_seconds`` is how long
         the job may run before it fails with ``JOB_TIMEOUT`` (default: the blueprint's).
         ``webhook_url`` is told when the job ends or is quarantined (``WEBHOOK_SECRET`` signs it).
+        ``monthly_quota`` counts the job against ``actor``'s month (``QuotaExceeded`` past it);
+        only a job really created counts, not a refused request nor an idempotent repeat.
         """
         name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
         found = self.blueprints.get(name)
@@ -341,9 +351,18 @@ class Engine:
             webhook_url=webhook_url,
             traceparent=traceparent,
         )
-        job, _created = await self.store.create(
-            events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key
-        )
+        if monthly_quota is not None:
+            await self.check_quota(actor, monthly_quota)
+        try:
+            job, created = await self.store.create(
+                events, meta=self._meta(actor), client=actor, idempotency_key=idempotency_key
+            )
+        except BaseException:
+            if monthly_quota is not None:
+                await self._release_quota(actor)
+            raise
+        if monthly_quota is not None and not created:
+            await self._release_quota(actor)
         return job
 
     async def get_job(self, job_id: UUID) -> JobState:
@@ -455,6 +474,10 @@ class Engine:
                 f"client {client!r} has created its {monthly} jobs for this month (monthly_attempts); "
                 "the quota renews on the 1st (UTC)"
             )
+
+    async def _release_quota(self, client: str) -> None:
+        async with self.store.pool.acquire() as conn:
+            await conn.execute(QUERIES["release_monthly_quota"], f"quota:{client}")
 
     async def readiness(self) -> str | None:
         """Why this instance is not ready to serve (``None`` when it is): the database must answer and

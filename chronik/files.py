@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 
 from chronik.core.errors import ChronikError, ConfigError
 
@@ -188,8 +189,6 @@ async def remove_job_files(client: Minio, bucket: str, job_id: str) -> int:
 
     def remove() -> int:
         names = [o.object_name for o in client.list_objects(bucket, f"jobs/{job_id}/", recursive=True)]
-        from minio.deleteobjects import DeleteObject
-
         errors = list(client.remove_objects(bucket, [DeleteObject(n) for n in names if n]))
         if errors:
             raise FilesError(f"could not remove {len(errors)} object(s) of job {job_id}: {errors[0]}")

@@ -115,13 +115,17 @@ class Metrics:
 
     async def scrape(self, conn: asyncpg.Connection) -> bytes:
         """Read the cluster's queues and projection lag, then render every metric."""
+        queues = await conn.fetch(QUERIES["queue_depths"])
+        due = await conn.fetchval(QUERIES["steps_due"])
+        projections = await projection_status(conn)
+        # Everything read first: a scrape overlapping this one never renders half-filled gauges.
         self.tasks_queued.clear()
         self.tasks_oldest.clear()
-        for row in await conn.fetch(QUERIES["queue_depths"]):
+        for row in queues:
             self.tasks_queued.labels(row["task_type"]).set(row["queued"])
             self.tasks_oldest.labels(row["task_type"]).set(row["oldest_seconds"])
-        self.steps_due.set(await conn.fetchval(QUERIES["steps_due"]))
-        for found in await projection_status(conn):
+        self.steps_due.set(due)
+        for found in projections:
             self.projection_lag_events.labels(found.name).set(found.lag_events)
             self.projection_lag_seconds.labels(found.name).set(found.lag_seconds)
         return generate_latest(self.registry)

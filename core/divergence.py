@@ -18,6 +18,7 @@ from .events import (
     AnyEvent,
     BranchesJoined,
     ChildStarted,
+    FilesStored,
     HandlerFailed,
     JobCancelled,
     JobCreated,
@@ -62,9 +63,14 @@ def handler_runs(events: Sequence[AnyEvent]) -> Iterator[HandlerRun]:
     """
     state: JobState | None = None
     index = 0
+    entered = False
     while index < len(events):
         event = events[index]
-        entered = index > 0 and isinstance(events[index - 1], JobCreated | StateEntered | BranchesJoined)
+        if isinstance(event, FilesStored):
+            # A record of what a handler or task stored, not a decision: it leaves the walk as it is.
+            state = evolve(state, event)
+            index += 1
+            continue
         if (
             entered
             and state is not None
@@ -82,9 +88,11 @@ def handler_runs(events: Sequence[AnyEvent]) -> Iterator[HandlerRun]:
             for item in group:
                 state = evolve(state, item)
             index += len(group)
+            entered = isinstance(group[-1], StateEntered)
             continue
         state = evolve(state, event)
         index += 1
+        entered = isinstance(event, JobCreated | StateEntered | BranchesJoined)
 
 
 def recorded_ids(events: Sequence[AnyEvent]) -> Callable[[], UUID]:

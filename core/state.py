@@ -23,7 +23,6 @@ __all__ = [
     "TimerState",
     "pending_attempts",
     "pending_task",
-    "pending_tasks",
     "result_of",
 ]
 
@@ -221,20 +220,6 @@ def pending_task(state: JobState, key: str) -> TaskState:
         return state.task
     assert state.fan_out is not None
     return state.fan_out.task(key)
-
-
-def pending_tasks(state: JobState) -> dict[UUID, TaskState]:
-    """The task attempts the job waits on, by task id: the ones that have a row in the task queue."""
-    if state.status != JobStatus.WAITING_FOR_WORKER:
-        return {}
-    if state.task is not None:
-        return {state.task.task_id: state.task}
-    fan_out = state.fan_out
-    if fan_out is not None:
-        return {
-            UUID(key): fan_out.task(key) for key, branch in fan_out.branches.items() if branch.outcome is None
-        }
-    return {}
 
 
 def result_of(state: JobState) -> Any:

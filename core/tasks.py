@@ -224,10 +224,10 @@ def _after_branch_failure(
     Quarantining a whole fan-out for one branch would stall every other branch's
     result behind a person; the aggregator sees the error code instead.
     """
-    if error.code not in QUARANTINE_CODES and error.code not in FAIL_CODES and task.retries_left > 0:
-        return _retry(task, error, at, policy, rand)
     if error.code in QUARANTINE_CODES or error.code in FAIL_CODES:
         return (BranchFailed(at=at, task_id=task.task_id, error=error),)
+    if task.retries_left > 0:
+        return _retry(task, error, at, policy, rand)
     return (BranchFailed(at=at, task_id=task.task_id, error=_exhausted(task, error)),)
 
 

@@ -68,14 +68,12 @@ async def ensure_projections(conn: asyncpg.Connection) -> list[str]:
 
 
 async def analytics_grants(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
-    """The grants on the analytics schema and views: (``schema`` or ``view``, role, privilege)."""
+    """The grants on the analytics schema and views: (``schema`` or ``view``, role, view name)."""
     exists = await conn.fetchval("SELECT to_regnamespace('chronik_analytics') IS NOT NULL")
     if not exists:
         return []
-    return [
-        (row["kind"], row["grantee"], row["privilege"])
-        for row in await conn.fetch(QUERIES["analytics_grants"])
-    ]
+    rows = await conn.fetch(QUERIES["analytics_grants"])
+    return [(row["kind"], row["grantee"], row["view"] or "") for row in rows]
 
 
 async def install_analytics(
@@ -89,12 +87,16 @@ async def install_analytics(
     kept = await analytics_grants(conn) if grants is None else grants
     await conn.execute(_analytics_sql())
     await conn.execute(f"COMMENT ON SCHEMA chronik_analytics IS '{_analytics_checksum()}'")
-    for kind, grantee, privilege in kept:
-        role = '"' + grantee.replace('"', '""') + '"'
+    views = {row[0] for row in await conn.fetch(QUERIES["analytics_views"])}
+    for kind, grantee, view in kept:
         if kind == "schema":
-            await conn.execute(f"GRANT USAGE ON SCHEMA chronik_analytics TO {role}")
-        elif privilege == "SELECT":
-            await conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA chronik_analytics TO {role}")
+            await conn.execute(f"GRANT USAGE ON SCHEMA chronik_analytics TO {_quoted(grantee)}")
+        elif view in views:  # a view that no longer exists takes its grant with it
+            await conn.execute(f"GRANT SELECT ON chronik_analytics.{_quoted(view)} TO {_quoted(grantee)}")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _analytics_sql() -> str:

@@ -180,7 +180,7 @@ async def attempt_history(
 
 
 async def expired(conn: asyncpg.Connection, *, limit: int) -> list[ExpiredTask]:
-    """Held attempts past their lease or deadline, locked (call inside a transaction)."""
+    """Held attempts past their lease or deadline (not locked: see ``expired_tasks``)."""
     rows = await conn.fetch(QUERIES["expired_tasks"], limit)
     return [
         ExpiredTask(

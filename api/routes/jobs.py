@@ -65,8 +65,6 @@ async def create_job(
     engine = _engine(state)
     blueprint = engine.blueprint_for_endpoint(api_endpoint)
     entry = client_entry_of(request)
-    if entry is not None and entry.monthly_attempts is not None:
-        await engine.check_quota(client_of(request), entry.monthly_attempts)
     job = await engine.create_job(
         blueprint,
         data.initial_data,
@@ -74,6 +72,7 @@ async def create_job(
         idempotency_key=idempotency_key,
         timeout_seconds=data.timeout_seconds,
         webhook_url=data.webhook_url,
+        monthly_quota=entry.monthly_attempts if entry is not None else None,
     )
     return JobAccepted(job_id=job.job_id)
 
@@ -134,8 +133,6 @@ async def get_job(
     if as_of_version is None and as_of is None:
         job, progress = await engine.get_job_with_progress(_job_id(job_id))
         return JobView.of(job, progress=progress)
-    if as_of is not None and as_of.tzinfo is None:
-        raise InvalidInput("as_of needs a time zone, e.g. 2026-11-23T10:00:00Z")
     return JobView.of(await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of))
 
 

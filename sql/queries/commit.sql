@@ -37,7 +37,7 @@ WITH appended AS (
     INSERT INTO job_steps (job_id, run_at)
     SELECT $1, coalesce($15::timestamptz, now()) WHERE $14::text = 'enqueue'
     ON CONFLICT (job_id) DO UPDATE
-        SET run_at = coalesce($15::timestamptz, now()), leased_until = NULL, leased_by = NULL, attempts = 0
+        SET run_at = coalesce($15::timestamptz, now()), leased_until = NULL, leased_by = NULL
     RETURNING 1
 ), step_deleted AS (
     DELETE FROM job_steps WHERE job_id = $1 AND $14::text = 'delete'
@@ -70,10 +70,11 @@ WITH appended AS (
     RETURNING 1
 ), woken AS (
     -- Taking the lease away makes an instance that holds the step (to check a deadline, say)
-    -- leave it alone, so this wake-up is never undone.
+    -- leave it alone, so this wake-up is never undone. ``attempts`` is never reset: it counts
+    -- claims, and an instance's stale reschedule matches only the claim it made.
     INSERT INTO job_steps (job_id, run_at) SELECT $26::uuid, now() WHERE $26::uuid IS NOT NULL
     ON CONFLICT (job_id) DO UPDATE
-        SET run_at = now(), leased_until = NULL, leased_by = NULL, attempts = 0
+        SET run_at = now(), leased_until = NULL, leased_by = NULL
     RETURNING 1
 ), files_to_remove AS (
     INSERT INTO file_cleanups (job_id) SELECT $1 WHERE $32::boolean

@@ -45,12 +45,16 @@ SELECT obj_description(to_regnamespace('chronik_analytics'), 'pg_namespace');
 -- name: analytics_grants
 -- Who was granted what on the analytics schema and its views, to grant it again after the views
 -- are recreated (a rebuild drops them with the tables they read).
-SELECT 'schema' AS kind, r.rolname AS grantee, 'USAGE' AS privilege
+SELECT 'schema' AS kind, r.rolname AS grantee, 'USAGE' AS privilege, NULL AS view
 FROM pg_namespace AS n, aclexplode(n.nspacl) AS a JOIN pg_roles AS r ON r.oid = a.grantee
 WHERE n.nspname = 'chronik_analytics' AND a.privilege_type = 'USAGE' AND a.grantee <> n.nspowner
 UNION
-SELECT 'view', grantee, privilege_type FROM information_schema.role_table_grants
-WHERE table_schema = 'chronik_analytics' AND grantee <> current_user;
+SELECT 'view', grantee, privilege_type, table_name FROM information_schema.role_table_grants
+WHERE table_schema = 'chronik_analytics' AND grantee <> current_user AND privilege_type = 'SELECT';
+
+-- name: analytics_views
+-- The views of the analytics schema as installed now.
+SELECT table_name FROM information_schema.views WHERE table_schema = 'chronik_analytics';
 
 -- name: table_indexes
 -- The indexes of a table, to rename them with it.

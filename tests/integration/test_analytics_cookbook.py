@@ -890,6 +890,8 @@ async def test_every_recipe_answers_what_the_log_says(make_engine: Any, database
             await install_analytics(conn)
             await conn.execute(f"SET ROLE {reader}")
             assert await conn.fetch(recipes["outcomes_per_blueprint"])
+        else:
+            pytest.skip("this login cannot create roles: the read-only role's checks did not run")
     finally:
         await drop_role(conn, reader)
         await conn.close()

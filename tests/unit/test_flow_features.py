@@ -386,3 +386,21 @@ def test_graphs_draw_any_state_name() -> None:
     dot = to_dot(bp)
     assert 'digraph "odd \\"names\\"" {' in dot
     assert '"start here" -> "done \\"now\\""' in dot
+
+
+def test_files_stored_records_are_not_taken_for_handler_decisions() -> None:
+    from chronik.core.divergence import handler_runs
+    from chronik.core.events import FilesStored, JobCreated
+
+    job_id = uuid4()
+    events = [
+        JobCreated(at=NOW, job_id=job_id, blueprint="b", start_state="start"),
+        FilesStored(at=NOW, keys=(f"jobs/{job_id}/a.bin",), by="handler:start"),
+        StateEntered(at=NOW, state="done", from_state="start"),
+        FilesStored(at=NOW, keys=(f"jobs/{job_id}/b.bin",), by="handler:done"),
+        JobFinished(at=NOW, state="done"),
+    ]
+    runs = [
+        (run.version, run.before.current_state, [type(e) for e in run.events]) for run in handler_runs(events)
+    ]
+    assert runs == [(3, "start", [StateEntered]), (5, "done", [JobFinished])]
