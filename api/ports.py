@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.blueprint import Blueprint
+from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState
 from chronik.projections.jobs import JobFilter
 

@@ -8,9 +8,9 @@ from uuid import UUID
 
 import msgspec
 
-from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.core.decide import decisions_of
 from chronik.core.events import ErrorInfo
+from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState, result_of
 
 __all__ = [

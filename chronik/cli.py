@@ -21,6 +21,8 @@ import asyncpg
 import msgspec
 
 from chronik.adapters.config import load_schedules
+from chronik.adapters.telemetry.logs import configure_logging
+from chronik.adapters.telemetry.tracing import configure_tracing
 from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.audit import facts_of
 from chronik.core.errors import ChronikError
@@ -30,15 +32,13 @@ from chronik.projections.rebuild import rebuild as rebuild_projection
 from chronik.projections.rebuild import status as projection_status
 from chronik.projections.setup import PROJECTORS, projector_named
 
-from ._archive import export_events, import_events
-from ._logging import configure_logging
-from ._scheduler import check_blueprints, describe, trigger_of
+from ._runtime.archive import export_events, import_events
+from ._runtime.replay import divergences
+from ._runtime.scheduler import check_blueprints, describe, trigger_of
 from .engine import Engine
 from .loader import load_blueprints, load_worker
-from .replay import divergences
 from .server import serve
 from .settings import Settings
-from .tracing import configure_tracing
 
 __all__ = ["main"]
 

@@ -34,11 +34,14 @@ import structlog
 
 from chronik.adapters.config import ScheduleEntry, load_schedules
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
-from chronik.adapters.postgres.event_store import RecordedEvent
+from chronik.adapters.postgres import stats
+from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import pending_migrations
-from chronik.adapters.postgres.pool import create_pool
 from chronik.adapters.postgres.queries import QUERIES
+from chronik.adapters.s3 import TaskFiles, ensure_bucket
+from chronik.adapters.telemetry.metrics import Metrics
+from chronik.adapters.telemetry.tracing import new_traceparent
 from chronik.core.actions import check_timeout
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_approval, decide_cancel, decide_create
@@ -54,24 +57,22 @@ from chronik.core.errors import (
 )
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
+from chronik.core.records import RecordedEvent
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
 from chronik.projections.jobs import JobFilter
 from chronik.projections.setup import PROJECTORS, prepare_database
 
-from ._executor import StepExecutor
-from ._janitor import FileJanitor
-from ._projector import ProjectionRunner
-from ._scheduler import Scheduler, check_blueprints
-from ._store import JobStore
-from ._watcher import Watcher
-from ._webhooks import WebhookSender, check_webhook_url
-from ._workers import WorkerService
-from .files import TaskFiles, ensure_bucket
-from .metrics import Metrics
+from ._runtime.executor import StepExecutor
+from ._runtime.janitor import FileJanitor
+from ._runtime.projector import ProjectionRunner
+from ._runtime.scheduler import Scheduler, check_blueprints
+from ._runtime.store import JobStore
+from ._runtime.watcher import Watcher
+from ._runtime.webhooks import WebhookSender, check_webhook_url
+from ._runtime.workers import WorkerService
 from .settings import Settings
-from .tracing import new_traceparent
 
 __all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Engine"]
 
@@ -102,7 +103,7 @@ class Engine:
         self._endpoints: dict[str, Blueprint] = {}
         for blueprint in blueprints:
             self.register_blueprint(blueprint)
-        self._pool: asyncpg.Pool | None = None
+        self._db: Database | None = None
         self._store: JobStore | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._listener: Listener | None = None
@@ -150,6 +151,13 @@ class Engine:
         return self._database_url
 
     @property
+    def database(self) -> Database:
+        """The database (after ``start``)."""
+        if self._db is None:
+            raise RuntimeError("the engine has not started; call `await engine.start()` first")
+        return self._db
+
+    @property
     def store(self) -> JobStore:
         """The job store (after ``start``)."""
         if self._store is None:
@@ -162,15 +170,15 @@ class Engine:
             self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
             self._database_url = self._embedded.dsn
         try:
-            self._pool = await create_pool(self._database_url, max_size=self.settings.pool_max_size)
+            self._db = await Database.open(self._database_url, max_size=self.settings.pool_max_size)
             self._store = JobStore(
-                self._pool,
+                self._db.pool,
                 self.blueprints,
                 on_commit=self.metrics.committed,
                 files=self.settings.s3 is not None,
             )
             if run_migrations:
-                async with self._pool.acquire() as conn:
+                async with self._db.connection() as conn:
                     applied = await prepare_database(conn)
                 if applied:
                     log.info("migrated", applied=applied)
@@ -274,9 +282,9 @@ class Engine:
         if self._listener is not None:
             await self._listener.stop()
             self._listener = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
             self._store = None
         if self._embedded is not None:
             await asyncio.to_thread(self._embedded.stop)
@@ -482,10 +490,10 @@ class Engine:
     async def readiness(self) -> str | None:
         """Why this instance is not ready to serve (``None`` when it is): the database must answer and
         every migration be applied."""
-        if self._pool is None:
+        if self._db is None:
             return "the engine has not started"
         try:
-            async with self._pool.acquire(timeout=5) as conn:
+            async with self._db.connection(wait_seconds=5) as conn:
                 pending = await pending_migrations(conn)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             return f"the database does not answer: {exc}"
@@ -495,8 +503,9 @@ class Engine:
 
     async def metrics_text(self) -> bytes:
         """The Prometheus exposition of this instance, with the cluster's queues read now."""
-        async with self.store.pool.acquire() as conn:
-            return await self.metrics.scrape(conn)
+        async with self.database.connection() as conn:
+            snapshot = await stats.cluster_snapshot(conn)
+        return self.metrics.render(snapshot)
 
     async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""

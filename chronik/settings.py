@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from chronik.adapters.s3 import S3Config
 from chronik.core.errors import ConfigError
-
-from .files import S3Config
 
 __all__ = ["ENVIRONMENT", "Settings"]
 

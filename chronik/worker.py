@@ -36,11 +36,10 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
+from chronik.adapters.s3 import S3Config, TaskFiles
+from chronik.adapters.telemetry.tracing import job_span
 from chronik.core.errors import ChronikError, ConfigError
 from chronik.core.signing import sign
-
-from .files import S3Config, TaskFiles
-from .tracing import job_span
 
 __all__ = ["Result", "TaskError", "Worker"]
 

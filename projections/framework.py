@@ -17,8 +17,9 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from chronik.adapters.postgres.event_store import LogPosition, RecordedEvent, read_log, read_stream
+from chronik.adapters.postgres.event_store import read_log, read_stream
 from chronik.core.evolve import evolve, fold
+from chronik.core.records import LogPosition, RecordedEvent
 from chronik.core.state import JobState
 
 __all__ = ["Change", "Projector", "StateCache", "apply_batch", "table_ddl"]

@@ -12,8 +12,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from chronik.adapters.postgres.event_store import LogPosition
 from chronik.adapters.postgres.queries import QUERIES
+from chronik.core.records import LogPosition
 
 from .framework import Projector, StateCache, apply_batch, table_ddl
 from .setup import analytics_grants, install_analytics

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
 from chronik.core.errors import UnknownEventType
-from chronik.core.events import AnyEvent, decode_event
+from chronik.core.events import decode_event
+from chronik.core.records import LogPosition, RecordedEvent
 
 from .queries import QUERIES
 
-__all__ = ["LogPosition", "RecordedEvent", "read_log", "read_stream"]
-
-
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An event as stored: its place in the log and the domain event."""
-
-    position: int
-    job_id: UUID
-    version: int
-    type: str
-    event: AnyEvent
-    meta: dict[str, Any]
-    recorded_at: datetime
-
-
-class LogPosition(msgspec.Struct, frozen=True, order=True):
-    """A place in the log as projections read it: (transaction id, position)."""
-
-    tx: int = 0
-    position: int = 0
+__all__ = ["read_log", "read_stream"]
 
 
 async def read_log(

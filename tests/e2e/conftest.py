@@ -21,9 +21,9 @@ import pytest
 import uvicorn
 
 from chronik import Blueprint
+from chronik.adapters.s3 import S3Config, ensure_bucket
 from chronik.api.app import create_app
 from chronik.engine import Engine
-from chronik.files import S3Config, ensure_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_TOKEN = "e2e-worker-token"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chronik import Worker
-from chronik.files import TaskFiles
+from chronik.adapters.s3 import TaskFiles
 
 worker = Worker(capacity=2, heartbeat_interval=1.0, poll_timeout=5.0)
 

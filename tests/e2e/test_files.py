@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from chronik import Blueprint
-from chronik.files import S3Config, TaskFiles
+from chronik.adapters.s3 import S3Config, TaskFiles
 from tests.conftest import wait_for
 from tests.e2e.conftest import CLIENT_TOKEN
 

@@ -11,11 +11,11 @@ from uuid import uuid4
 import asyncpg
 
 from chronik import Blueprint
-from chronik._projector import ProjectionRunner
-from chronik.adapters.postgres.event_store import LogPosition
+from chronik._runtime.projector import ProjectionRunner
 from chronik.core.decide import decide_create
 from chronik.core.events import ErrorInfo, decode_event
 from chronik.core.evolve import fold
+from chronik.core.records import LogPosition
 from chronik.engine import Engine
 from chronik.projections.rebuild import build_shadow, differences, rebuild, status
 from chronik.projections.setup import PROJECTORS

@@ -37,7 +37,9 @@ def test_each_command_parses_and_each_setting_is_read(service: str) -> None:
 
 
 def test_every_variable_read_is_listed_and_documented() -> None:
-    source = "\n".join(p.read_text() for p in (ROOT / "chronik").glob("*.py"))
+    source = "\n".join(
+        p.read_text() for folder in ("chronik", "adapters") for p in (ROOT / folder).rglob("*.py")
+    )
     read = set(re.findall(r'(?:env\.get|os\.environ\.get|_number\(env,)\(?\s*"([A-Z][A-Z0-9_]+)"', source))
     assert read == set(ENVIRONMENT), read ^ set(ENVIRONMENT)
     operations = (ROOT / "docs" / "operations.md").read_text()

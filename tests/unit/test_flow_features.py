@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 import msgspec
 import pytest
 
-from chronik._store import abandoned_child, step_change, task_changes
+from chronik._runtime.store import abandoned_child, step_change, task_changes
 from chronik.core.actions import Actions, Branch, DispatchParallel, RunBlueprint
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import (

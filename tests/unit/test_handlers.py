@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from chronik._handlers import run_handler
+from chronik._runtime.handlers import run_handler
 from chronik.core.actions import TransitionTo
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_create

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chronik._scheduler import describe, trigger_of
+from chronik._runtime.scheduler import describe, trigger_of
 from chronik.adapters.config import load_schedules
 from chronik.core.errors import ConfigError
 

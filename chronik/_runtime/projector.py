@@ -13,8 +13,8 @@ import random
 import asyncpg
 import structlog
 
-from chronik.adapters.postgres.event_store import LogPosition
 from chronik.adapters.postgres.queries import QUERIES
+from chronik.core.records import LogPosition
 from chronik.projections.framework import Projector, StateCache, apply_batch
 
 __all__ = ["ProjectionRunner"]

@@ -14,7 +14,6 @@ import msgspec
 
 from chronik.adapters.postgres import event_store, steps
 from chronik.adapters.postgres.commit import StepChange, TaskChanges, WebhookNotice, commit
-from chronik.adapters.postgres.event_store import RecordedEvent
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import needs_step, stamp_state_deadlines, wakes_at
@@ -29,6 +28,7 @@ from chronik.core.events import (
     TaskLost,
 )
 from chronik.core.evolve import fold
+from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState, pending_attempts, pending_task, result_of
 from chronik.projections import jobs as jobs_projection
 

@@ -29,7 +29,7 @@ from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_create
 from chronik.core.errors import ConfigError
 
-from ._store import JobStore
+from .store import JobStore
 
 __all__ = ["Scheduler", "check_blueprints", "describe", "trigger_of"]
 

@@ -19,6 +19,8 @@ import structlog
 
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.steps import ClaimedStep
+from chronik.adapters.s3 import TaskFiles
+from chronik.adapters.telemetry.tracing import job_span
 from chronik.core.actions import RunBlueprint
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import (
@@ -34,10 +36,8 @@ from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo, FilesStored
 from chronik.core.state import JobState, JobStatus
 
-from ._handlers import run_handler
-from ._store import JobStore
-from .files import TaskFiles
-from .tracing import job_span
+from .handlers import run_handler
+from .store import JobStore
 
 __all__ = ["StepExecutor"]
 

@@ -22,14 +22,14 @@ import structlog
 
 from chronik.adapters.postgres import tasks, workers
 from chronik.adapters.postgres.listener import Signal
+from chronik.adapters.telemetry.tracing import job_span
 from chronik.core.errors import InvalidInput, TaskNotFound, TaskNotHeld, VersionConflict, WorkerNotFound
 from chronik.core.events import ErrorInfo, FilesStored, TaskCompleted, TaskFailed
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import TaskResult, decide_task_result
 
-from ._store import JobStore
-from .tracing import job_span
+from .store import JobStore
 
 __all__ = ["ResultAnswer", "WorkerService", "parse_task_id", "wire_task_id"]
 

@@ -24,7 +24,7 @@ from chronik.core.state import JobState
 from chronik.projections.rebuild import rebuild
 from chronik.projections.setup import PROJECTORS
 
-from ._store import JobStore
+from .store import JobStore
 
 __all__ = ["Imported", "export_events", "import_events"]
 

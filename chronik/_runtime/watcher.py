@@ -26,7 +26,7 @@ from chronik.core.events import AnyEvent
 from chronik.core.retry import RetryPolicy
 from chronik.core.tasks import decide_task_lost
 
-from ._store import JobStore
+from .store import JobStore
 
 __all__ = ["Watcher"]
 

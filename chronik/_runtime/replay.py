@@ -18,7 +18,7 @@ from chronik.core.decide import decide_step, stamp_state_deadlines
 from chronik.core.divergence import Divergence, handler_runs, recorded_ids
 from chronik.core.events import AnyEvent
 
-from ._handlers import run_handler
+from .handlers import run_handler
 
 __all__ = ["Divergence", "divergences"]
 

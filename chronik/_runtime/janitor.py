@@ -12,8 +12,7 @@ import structlog
 from minio import Minio
 
 from chronik.adapters.postgres.queries import QUERIES
-
-from .files import remove_job_files
+from chronik.adapters.s3 import remove_job_files
 
 __all__ = ["FileJanitor"]
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from chronik.adapters.postgres.queries import QUERIES
 from chronik.core.audit import task_type_of
 from chronik.core.events import (
     AnyEvent,
@@ -24,9 +23,8 @@ from chronik.core.events import (
     TaskLost,
 )
 from chronik.core.state import JobState
-from chronik.projections.rebuild import status as projection_status
 
-__all__ = ["Metrics"]
+__all__ = ["ClusterSnapshot", "Metrics", "ProjectionLag", "QueueDepth"]
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
@@ -113,19 +111,40 @@ class Metrics:
         if after.status == "cancelled" and (before is None or before.status != "cancelled"):
             self.jobs_ended.labels(after.blueprint, after.status).inc()
 
-    async def scrape(self, conn: asyncpg.Connection) -> bytes:
-        """Read the cluster's queues and projection lag, then render every metric."""
-        queues = await conn.fetch(QUERIES["queue_depths"])
-        due = await conn.fetchval(QUERIES["steps_due"])
-        projections = await projection_status(conn)
-        # Everything read first: a scrape overlapping this one never renders half-filled gauges.
+    def render(self, snapshot: ClusterSnapshot) -> bytes:
+        """Set the gauges from ``snapshot`` (the cluster's queues and lag, read just now), then render."""
+        # Everything was read first: a scrape overlapping this one never renders half-filled gauges.
         self.tasks_queued.clear()
         self.tasks_oldest.clear()
-        for row in queues:
-            self.tasks_queued.labels(row["task_type"]).set(row["queued"])
-            self.tasks_oldest.labels(row["task_type"]).set(row["oldest_seconds"])
-        self.steps_due.set(due)
-        for found in projections:
-            self.projection_lag_events.labels(found.name).set(found.lag_events)
-            self.projection_lag_seconds.labels(found.name).set(found.lag_seconds)
+        for queue in snapshot.queues:
+            self.tasks_queued.labels(queue.task_type).set(queue.queued)
+            self.tasks_oldest.labels(queue.task_type).set(queue.oldest_seconds)
+        self.steps_due.set(snapshot.steps_due)
+        for lag in snapshot.projections:
+            self.projection_lag_events.labels(lag.name).set(lag.lag_events)
+            self.projection_lag_seconds.labels(lag.name).set(lag.lag_seconds)
         return generate_latest(self.registry)
+
+
+class QueueDepth(msgspec.Struct, frozen=True, kw_only=True):
+    """Attempts of one task type waiting for a worker, and the age of the oldest."""
+
+    task_type: str
+    queued: int
+    oldest_seconds: float
+
+
+class ProjectionLag(msgspec.Struct, frozen=True, kw_only=True):
+    """How far one asynchronous projection is behind the log."""
+
+    name: str
+    lag_events: int
+    lag_seconds: float
+
+
+class ClusterSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What a scrape reads from PostgreSQL: the cluster's queues and projection lag."""
+
+    queues: tuple[QueueDepth, ...] = ()
+    steps_due: int = 0
+    projections: tuple[ProjectionLag, ...] = ()

@@ -1,0 +1,78 @@
+"""The database of one instance: its connection pool, and the only way to a connection.
+
+Code outside ``adapters/postgres`` holds a ``Connection`` only to hand it to the
+functions of this package (a statement runs here, never there): it opens one with
+``Database.connection()`` or ``Database.transaction()`` and passes it on, so that
+several of those functions can share one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+__all__ = ["DATABASE_ERRORS", "Connection", "Database", "savepoint"]
+
+Connection = asyncpg.Connection
+"""An open connection, to pass to this package's functions."""
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+"""What a failure to reach or use the database raises: for callers that report it, not handle it."""
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is.
+
+    asyncpg resets every released connection with an extra round trip (UNLISTEN,
+    RESET ALL, advisory unlock). Pooled connections here never hold session
+    state: LISTEN and the watcher's advisory lock live on dedicated connections,
+    and transactions are rolled back by asyncpg itself. So the reset is skipped.
+    """
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        """The asyncpg pool; for this package and for tests that look at rows directly."""
+        self.dsn = dsn
+        """The URL it connects to, for the dedicated connections (LISTEN, the watcher's lock)."""
+
+    @classmethod
+    async def open(cls, dsn: str, *, max_size: int) -> Database:
+        """A pool of up to ``max_size`` connections to ``dsn``."""
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, reset=_keep_session
+        )
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self, *, wait_seconds: float | None = None) -> AsyncIterator[Connection]:
+        """A connection of the pool; each statement on it commits by itself."""
+        async with self.pool.acquire(timeout=wait_seconds) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
+        """A connection inside a transaction that commits when the block ends (rolls back on an error)."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=readonly):
+            yield conn
+
+
+@asynccontextmanager
+async def savepoint(conn: Connection) -> AsyncIterator[Connection]:
+    """A transaction on ``conn``: a savepoint inside the caller's one, or a transaction of its own."""
+    async with conn.transaction():
+        yield conn

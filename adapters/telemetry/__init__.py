@@ -1,0 +1,1 @@
+"""Telemetry: structlog set-up, OpenTelemetry traces and Prometheus metrics."""

@@ -1,0 +1,32 @@
+"""The stored-event record: an event with its place in the log, as readers see it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from .events import AnyEvent
+
+__all__ = ["LogPosition", "RecordedEvent"]
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: its place in the log and the domain event."""
+
+    position: int
+    job_id: UUID
+    version: int
+    type: str
+    event: AnyEvent
+    meta: dict[str, Any]
+    recorded_at: datetime
+
+
+class LogPosition(msgspec.Struct, frozen=True, order=True):
+    """A place in the log as projections read it: (transaction id, position)."""
+
+    tx: int = 0
+    position: int = 0
