@@ -20,12 +20,12 @@ import itertools
 import json
 import math
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from types import MappingProxyType, TracebackType
+from typing import IO, Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,8 @@ import structlog
 
 from chronik.adapters.config import ScheduleEntry, load_schedules
 from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
-from chronik.adapters.postgres import stats
+from chronik.adapters.postgres import checkpoints, stats
+from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import pending_migrations
@@ -57,13 +58,15 @@ from chronik.core.errors import (
 )
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
-from chronik.core.records import RecordedEvent
+from chronik.core.records import LogPosition, RecordedEvent
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
 from chronik.projections.jobs import JobFilter
-from chronik.projections.setup import PROJECTORS, prepare_database
+from chronik.projections.rebuild import rebuild as rebuild_projection
+from chronik.projections.setup import PROJECTORS, prepare_database, projector_named
 
+from ._runtime.archive import Imported, export_events, import_events
 from ._runtime.executor import StepExecutor
 from ._runtime.janitor import FileJanitor
 from ._runtime.projector import ProjectionRunner
@@ -132,6 +135,11 @@ class Engine:
             )
         self.blueprints[blueprint.name] = blueprint
         self._endpoints[blueprint.api_endpoint] = blueprint
+
+    @property
+    def endpoints(self) -> Mapping[str, Blueprint]:
+        """The registered blueprints by ``api_endpoint`` (``POST /api/v1/jobs/{endpoint}``)."""
+        return MappingProxyType(self._endpoints)
 
     def blueprint_for_endpoint(self, endpoint: str) -> Blueprint:
         """The blueprint whose jobs are created at ``POST /api/v1/jobs/{endpoint}``."""
@@ -486,6 +494,31 @@ class Engine:
     async def _release_quota(self, client: str) -> None:
         async with self.store.pool.acquire() as conn:
             await conn.execute(QUERIES["release_monthly_quota"], f"quota:{client}")
+
+    async def projection_status(self) -> list[CheckpointStatus]:
+        """Each asynchronous projection's checkpoint and how far behind the log it is."""
+        async with self.database.connection() as conn:
+            return await checkpoints.list_with_lag(conn)
+
+    async def rebuild_projections(self, name: str | None = None) -> list[tuple[str, LogPosition]]:
+        """Refold one projection (``name``) or all from the log and swap each in; where each got to.
+
+        ``KeyError`` names the known projections when ``name`` is not one of them.
+        """
+        chosen = [projector_named(name)] if name else list(PROJECTORS)
+        reached = []
+        async with self.database.connection() as conn:
+            for projector in chosen:
+                reached.append((projector.name, await rebuild_projection(conn, projector)))
+        return reached
+
+    async def export_events(self, out: IO[str], *, since: int = 0) -> int:
+        """Write the log after position ``since`` to ``out`` as JSON lines; how many events."""
+        return await export_events(self.store, out, since=since)
+
+    async def import_events(self, lines: Iterable[str], *, name: str = "the import") -> Imported:
+        """Load an export into this (empty) database and derive every projection, queue and timer."""
+        return await import_events(self.store, lines, name=name)
 
     async def readiness(self) -> str | None:
         """Why this instance is not ready to serve (``None`` when it is): the database must answer and
