@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from chronik.core.blueprint import Blueprint
-from chronik.core.records import RecordedEvent
+from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
-from chronik.projections.jobs import JobFilter
+from chronik.core.wire import (
+    EventAnswer,
+    HeartbeatAnswer,
+    ProgressReport,
+    RegisterAnswer,
+    RegisterBody,
+    ReportedResult,
+    ResultAnswer,
+    TaskMessage,
+    TaskRef,
+)
 
-__all__ = ["Orchestrator"]
+__all__ = ["Orchestrator", "WorkerProtocol"]
+
+
+class WorkerProtocol(Protocol):
+    """The worker protocol's service, as the worker routes call it (task ids already parsed)."""
+
+    async def register(self, registration: RegisterBody) -> RegisterAnswer: ...
+
+    async def heartbeat(self, worker_id: str, running: list[TaskRef] | None = None) -> HeartbeatAnswer: ...
+
+    async def next_task(
+        self,
+        worker_id: str,
+        task_types: list[str],
+        wait_seconds: float,
+        *,
+        gone: asyncio.Event | None = None,
+    ) -> TaskMessage | None: ...
+
+    async def submit_result(self, result: ReportedResult) -> ResultAnswer: ...
+
+    async def report_progress(self, report: ProgressReport) -> EventAnswer: ...
 
 
 class Orchestrator(Protocol):
     """The job commands and queries the routes call."""
+
+    @property
+    def workers(self) -> WorkerProtocol:
+        """The worker protocol's service."""
+        ...
 
     def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
 

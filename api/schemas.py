@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from chronik.core.decide import decisions_of
+from chronik.core.approvals import decisions_of
 from chronik.core.events import ErrorInfo
 from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState, result_of

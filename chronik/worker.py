@@ -34,20 +34,34 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 import structlog
+from msgspec import UNSET, UnsetType
 
 from chronik.adapters.s3 import S3Config, TaskFiles
 from chronik.adapters.telemetry.tracing import job_span
 from chronik.core.errors import ChronikError, ConfigError
 from chronik.core.signing import sign
+from chronik.core.wire import (
+    PROTOCOL_VERSION,
+    EventAnswer,
+    EventBody,
+    HeartbeatAnswer,
+    HeartbeatBody,
+    RegisterBody,
+    ResultBody,
+    SkillInfo,
+    TaskErrorBody,
+    TaskMessage,
+)
 
 __all__ = ["Result", "TaskError", "Worker"]
 
 log = structlog.get_logger("chronik.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
-PROTOCOL_VERSION = "1.0b17"
 _INJECTABLE = ("params", "job_id", "task_id", "attempt", "progress", "deadline", "task_files")
 
 
@@ -194,31 +208,34 @@ class Worker:
 
     # -- protocol -----------------------------------------------------------------
 
-    async def _send(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        """Send one signed message; the status and the decoded JSON answer (``None`` without one)."""
+    async def _send(self, method: str, path: str, body: msgspec.Struct) -> tuple[int, str]:
+        """Send one signed message; the status and the text of the answer."""
         assert self._http is not None
-        body = {**body, "timestamp": int(time.time())}
+        # The signature covers exactly the dict that is sent: the body, stamped with the time.
+        message: dict[str, Any] = msgspec.to_builtins(body)
+        message["timestamp"] = int(time.time())
         if self.token:
-            body["security"] = {"signature": sign(body, self.token), "signer_id": self.worker_id}
-        async with self._http.request(method, self._base + path, json=body) as response:
-            text = await response.text()
-            return response.status, _json(text)
+            message["security"] = {"signature": sign(message, self.token), "signer_id": self.worker_id}
+        async with self._http.request(method, self._base + path, json=message) as response:
+            return response.status, await response.text()
 
     async def _register(self) -> None:
-        body = {
-            "worker_id": self.worker_id,
-            "worker_type": self.worker_type,
-            "task_types": sorted(self.handlers),
-            "supported_skills": [{"name": name, "type": name} for name in sorted(self.handlers)],
-            "capacity": self.capacity,
-        }
+        skills = sorted(self.handlers)
+        body = RegisterBody(
+            worker_id=self.worker_id,
+            worker_type=self.worker_type,
+            task_types=skills,
+            supported_skills=[SkillInfo(name=name, type=name) for name in skills],
+            capacity=self.capacity,
+        )
         delay = 0.5
         while True:
             try:
-                status, answer = await self._send("POST", "/_worker/workers/register", body)
+                status, text = await self._send("POST", "/_worker/workers/register", body)
                 if status < 400:
-                    log.info("worker_registered", worker_id=self.worker_id, task_types=sorted(self.handlers))
+                    log.info("worker_registered", worker_id=self.worker_id, task_types=skills)
                     return
+                answer = _json(text)
                 log.error("register_refused", status=status, answer=answer)
                 if status in (401, 403):
                     raise RuntimeError(f"the orchestrator refused this worker: {answer}")
@@ -230,20 +247,20 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            body = {
-                "worker_id": self.worker_id,
-                "status": "full" if len(self._running) >= self.capacity else "idle",
-                "current_tasks": sorted(self._running),
-            }
+            body = HeartbeatBody(
+                worker_id=self.worker_id,
+                status="full" if len(self._running) >= self.capacity else "idle",
+                current_tasks=sorted(self._running),
+            )
             try:
-                status, answer = await self._send("PATCH", f"/_worker/workers/{self.worker_id}", body)
+                status, text = await self._send("PATCH", f"/_worker/workers/{self.worker_id}", body)
             except _NETWORK_ERRORS as exc:
                 log.warning("heartbeat_failed", error=str(exc))
                 continue
             if status == 404:
                 await self._register()
-            elif status < 400 and isinstance(answer, dict):
-                self._cancel(answer.get("cancel_task_ids") or [])
+            elif status < 400 and (answer := _decode(text, HeartbeatAnswer)) is not None:
+                self._cancel(answer.cancel_task_ids)
 
     async def _poll(self) -> None:
         assert self._http is not None
@@ -267,9 +284,8 @@ class Worker:
                     backoff = min(backoff * 2, 30.0)
                     continue
                 backoff = 0.5
-                if status == 200:
-                    task = _json(text)
-                    self._running[task["task_id"]] = asyncio.create_task(self._execute(task))
+                if status == 200 and (task := _decode(text, TaskMessage)) is not None:
+                    self._running[task.task_id] = asyncio.create_task(self._execute(task))
                     taken = True
                 elif status == 429:
                     # Over the orchestrator's poll budget: wait as long as it says (at most a minute).
@@ -283,44 +299,70 @@ class Worker:
                 if not taken:
                     self._slots.release()
 
-    async def _execute(self, task: dict[str, Any]) -> None:
-        task_id = task["task_id"]
-        metadata = task.get("metadata") or {}
-        attributes = {"chronik.job_id": task["job_id"], "chronik.task_id": task_id,
-                      "chronik.task_type": task["type"], "chronik.worker_id": self.worker_id}  # fmt: skip
+    async def _execute(self, task: TaskMessage) -> None:
+        attributes = {"chronik.job_id": task.job_id, "chronik.task_id": task.task_id,
+                      "chronik.task_type": task.type, "chronik.worker_id": self.worker_id}  # fmt: skip
         # The orchestrator hands the job's trace context with the task: this span joins the job's trace.
-        with job_span(f"chronik.task {task['type']}", metadata.get("traceparent"), attributes) as span:
+        with job_span(
+            f"chronik.task {task.type}", _unset_to_none(task.metadata.traceparent), attributes
+        ) as span:
             try:
                 outcome = await self._invoke(task)
             except asyncio.CancelledError:
-                outcome = {"status": "cancelled"}
+                outcome = self._result(task, "cancelled")
             finally:
-                self._running.pop(task_id, None)
+                self._running.pop(task.task_id, None)
                 self._slots.release()
-            span.set_attribute("chronik.status", str(outcome.get("status")))
+            span.set_attribute("chronik.status", outcome.status)
             await self._report(task, outcome)
 
-    async def _invoke(self, task: dict[str, Any]) -> dict[str, Any]:
-        handler = self.handlers.get(task["type"])
+    def _result(
+        self,
+        task: TaskMessage,
+        status: str,
+        *,
+        data: Any = UNSET,
+        error: TaskErrorBody | UnsetType = UNSET,
+        files: list[str] | UnsetType = UNSET,
+    ) -> ResultBody:
+        """The result of ``task`` with ``status``; ``data``, ``error`` and ``files`` go only when given."""
+        return ResultBody(
+            job_id=task.job_id,
+            task_id=task.task_id,
+            worker_id=self.worker_id,
+            status=status,
+            data=data,
+            error=error,
+            files=files,
+        )
+
+    def _failure(self, task: TaskMessage, code: str, message: str) -> ResultBody:
+        """A failed result of ``task``: no data, an error with its Avtomatika code."""
+        return self._result(task, "failure", error=TaskErrorBody(code=code, message=message))
+
+    async def _invoke(self, task: TaskMessage) -> ResultBody:
+        handler = self.handlers.get(task.type)
         if handler is None:
-            return _failure("PERMANENT_ERROR", f"this worker has no handler for task type {task['type']!r}")
+            return self._failure(
+                task, "PERMANENT_ERROR", f"this worker has no handler for task type {task.type!r}"
+            )
 
         async def progress(percent: float, message: str = "") -> None:
             await self._progress(task, percent, message)
 
         wanted = inspect.signature(handler).parameters
         try:
-            files = self._task_files(task["job_id"]) if "task_files" in wanted else None
+            files = self._task_files(task.job_id) if "task_files" in wanted else None
         except ChronikError as exc:
-            return _failure("PERMANENT_ERROR", exc.message)
+            return self._failure(task, "PERMANENT_ERROR", exc.message)
         available = {
             "task_files": files,
-            "params": task.get("params") or {},
-            "job_id": task["job_id"],
-            "task_id": task["task_id"],
-            "attempt": (task.get("metadata") or {}).get("attempt", 1),
+            "params": task.params,
+            "job_id": task.job_id,
+            "task_id": task.task_id,
+            "attempt": task.metadata.attempt,
             "progress": progress,
-            "deadline": task.get("deadline"),
+            "deadline": _unset_to_none(task.deadline),
         }
         kwargs = {name: available[name] for name in wanted}
         try:
@@ -328,51 +370,50 @@ class Worker:
             if inspect.isawaitable(value):
                 value = await value
         except TaskError as exc:
-            return _failure(exc.code, exc.message)
+            return self._failure(task, exc.code, exc.message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("task_failed", task_id=task["task_id"], task_type=task["type"])
-            return _failure("TRANSIENT_ERROR", f"{type(exc).__name__}: {exc}")
-        stored = {"files": files.stored} if files is not None and files.stored else {}
+            log.exception("task_failed", task_id=task.task_id, task_type=task.type)
+            return self._failure(task, "TRANSIENT_ERROR", f"{type(exc).__name__}: {exc}")
+        stored: list[str] | UnsetType = files.stored if files is not None and files.stored else UNSET
         if isinstance(value, Result):
-            return {"status": value.status, "data": value.data, **stored}
-        return {"status": "success", "data": value, **stored}
+            return self._result(task, value.status, data=value.data, files=stored)
+        return self._result(task, "success", data=value, files=stored)
 
-    async def _report(self, task: dict[str, Any], outcome: dict[str, Any]) -> None:
-        body = {"job_id": task["job_id"], "task_id": task["task_id"], "worker_id": self.worker_id, **outcome}
+    async def _report(self, task: TaskMessage, outcome: ResultBody) -> None:
         delay = 0.5
         for attempt in range(6):
             try:
-                status, answer = await self._send("POST", "/_worker/tasks/result", body)
+                status, text = await self._send("POST", "/_worker/tasks/result", outcome)
             except _NETWORK_ERRORS as exc:
-                log.warning("result_failed", task_id=task["task_id"], error=str(exc), attempt=attempt)
+                log.warning("result_failed", task_id=task.task_id, error=str(exc), attempt=attempt)
             else:
                 if status < 500 and status != 429:
                     if status >= 400:
-                        log.error("result_refused", status=status, answer=answer)
+                        log.error("result_refused", status=status, answer=_json(text))
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-        log.error("result_dropped", task_id=task["task_id"])
+        log.error("result_dropped", task_id=task.task_id)
 
-    async def _progress(self, task: dict[str, Any], percent: float, message: str) -> None:
-        body = {
-            "event_id": str(uuid.uuid4()),
-            "event_type": "progress",
-            "worker_id": self.worker_id,
-            "origin_worker_id": self.worker_id,
-            "target_job_id": task["job_id"],
-            "target_task_id": task["task_id"],
-            "payload": {"progress": percent, "message": message},
-        }
+    async def _progress(self, task: TaskMessage, percent: float, message: str) -> None:
+        body = EventBody(
+            event_id=str(uuid.uuid4()),
+            event_type="progress",
+            worker_id=self.worker_id,
+            origin_worker_id=self.worker_id,
+            target_job_id=task.job_id,
+            target_task_id=task.task_id,
+            payload={"progress": percent, "message": message},
+        )
         try:
-            status, answer = await self._send("POST", "/_worker/events", body)
+            status, text = await self._send("POST", "/_worker/events", body)
         except _NETWORK_ERRORS as exc:
             log.warning("progress_failed", error=str(exc))
             return
-        if status < 400 and isinstance(answer, dict):
-            self._cancel(answer.get("cancel_task_ids") or [])
+        if status < 400 and (answer := _decode(text, EventAnswer)) is not None:
+            self._cancel(answer.cancel_task_ids or [])
 
     def _cancel(self, task_ids: list[str]) -> None:
         for task_id in task_ids:
@@ -386,11 +427,21 @@ _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 def _json(text: str) -> Any:
+    """An answer's JSON, for the log (``None`` when it has none)."""
     try:
         return json.loads(text) if text else None
     except ValueError:
         return None
 
 
-def _failure(code: str, message: str) -> dict[str, Any]:
-    return {"status": "failure", "error": {"code": code, "message": message}}
+def _decode(text: str, kind: type[T]) -> T | None:
+    """An answer read as ``kind`` (extra fields ignored); ``None`` when it is not one."""
+    try:
+        return msgspec.json.decode(text, type=kind) if text else None
+    except msgspec.DecodeError:
+        return None
+
+
+def _unset_to_none(value: T | UnsetType) -> T | None:
+    """``None`` for a field the message left out."""
+    return None if isinstance(value, UnsetType) else value

@@ -14,15 +14,13 @@ async def done():
 
 Transitions are found by reading each handler's source for literal
 ``actions.transition_to("state")`` calls, as Avtomatika does; a handler whose
-targets are computed at run time declares them with ``transitions=(...)``.
+targets are computed at run time declares them with ``transitions=(...)``
+(see ``core.edges``).
 """
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
-import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -30,6 +28,7 @@ from typing import Any, TypeVar
 
 from .actions import check_timeout
 from .conditions import Condition, parse_condition
+from .edges import declared_or_found
 from .errors import ActionError, BlueprintError
 from .injection import Parameter, plan_arguments
 
@@ -37,15 +36,12 @@ __all__ = [
     "Blueprint",
     "ConditionalHandler",
     "StateSpec",
-    "find_edges",
     "normalize_endpoint",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TRANSITION_METHODS = frozenset({"transition_to"})
-_DICT_TRANSITION_METHODS = frozenset({"dispatch_task", "await_human_approval", "run_blueprint"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +226,7 @@ class Blueprint:
             def register_conditional(func: F) -> F:
                 if not callable(func):
                     raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
-                edges = _declared_or_found(transitions, func)
+                edges = declared_or_found(transitions, func)
                 self.conditions.setdefault(state, []).append(
                     ConditionalHandler(
                         condition=condition,
@@ -263,7 +259,7 @@ class Blueprint:
                 raise BlueprintError(f"{where}: on_timeout must name a state, got {on_timeout!r}")
             if not callable(func):
                 raise BlueprintError(f"{where}: the handler must be callable, got {func!r}")
-            edges = _declared_or_found(transitions, func)
+            edges = declared_or_found(transitions, func)
             if edges is not None and on_timeout is not None:
                 edges = (*edges, (on_timeout, f"timeout {timeout_seconds:g} s"))
             targets = None if edges is None else frozenset(target for target, _label in edges)
@@ -389,69 +385,3 @@ class _Registration:
     def __call__(self, func: F) -> F:
         result: F = self._register(func)
         return result
-
-
-def _declared_or_found(
-    transitions: Iterable[str] | None, func: Callable[..., Any]
-) -> tuple[tuple[str, str], ...] | None:
-    """The handler's edges: those declared with ``transitions=``, else those read from its source."""
-    return tuple((target, "") for target in transitions) if transitions is not None else find_edges(func)
-
-
-def find_edges(func: Callable[..., Any]) -> tuple[tuple[str, str], ...] | None:
-    """The literal (target, label) pairs of a handler's actions, read from its source.
-
-    ``actions.transition_to("x")`` targets ``x`` (no label); ``actions.dispatch_task("t",
-    transitions={"success": "y"})`` targets ``y``, labelled ``t: success``.
-
-    ``None`` when the source is not available or a target is computed at run time.
-    Reading the source is the one file access in core: it happens once, at
-    registration, and only reads the user's own module.
-    """
-    try:
-        source = textwrap.dedent(inspect.getsource(func))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError):
-        return None
-    edges: list[tuple[str, str]] = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        method = node.func.attr
-        if method == "dispatch_parallel":
-            into = _keyword(node, "aggregate_into")
-            if not (isinstance(into, ast.Constant) and isinstance(into.value, str)):
-                return None
-            edges.append((into.value, "fan-out: all branches in"))
-        elif method == "sleep":
-            then = _keyword(node, "then") or (node.args[1] if len(node.args) > 1 else None)
-            if not (isinstance(then, ast.Constant) and isinstance(then.value, str)):
-                return None
-            edges.append((then.value, "after sleep"))
-        elif method in _TRANSITION_METHODS:
-            arg = node.args[0] if node.args else _keyword(node, "state")
-            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-                return None
-            edges.append((arg.value, ""))
-        elif method in _DICT_TRANSITION_METHODS:
-            mapping = _keyword(node, "transitions")
-            if not isinstance(mapping, ast.Dict):
-                return None
-            task = node.args[0] if node.args else _keyword(node, "task_type") or _keyword(node, "blueprint")
-            task_name = (
-                task.value if isinstance(task, ast.Constant) and isinstance(task.value, str) else "task"
-            )
-            if method == "await_human_approval":
-                task_name = "approval"
-            elif method == "run_blueprint":
-                task_name = f"child {task_name}" if task_name != "task" else "child"
-            for key, value in zip(mapping.keys, mapping.values, strict=True):
-                if not (isinstance(value, ast.Constant) and isinstance(value.value, str)):
-                    return None
-                status = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else "?"
-                edges.append((value.value, f"{task_name}: {status}"))
-    return tuple(dict.fromkeys(edges))
-
-
-def _keyword(node: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in node.keywords if k.arg == name), None)

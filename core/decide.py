@@ -1,12 +1,13 @@
 """Deciders: from a job's state and what happened, the events to append.
 
 Each decider is pure and returns a tuple of events; the engine loads, decides
-and appends. Deciding again after a version conflict is always safe.
+and appends. Deciding again after a version conflict is always safe. A person's
+decision is decided in ``approvals``, a passed deadline or timer in ``deadlines``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 from uuid import UUID, uuid4
@@ -15,13 +16,10 @@ import msgspec
 
 from .actions import Action, AwaitApproval, DispatchParallel, DispatchTask, RunBlueprint, Sleep, TransitionTo
 from .blueprint import Blueprint
-from .errors import BlueprintError, InvalidDecision, JobNotAwaitingApproval, JobNotCancellable
+from .errors import BlueprintError, JobNotCancellable
 from .events import (
     AnyEvent,
-    ApprovalGiven,
     ApprovalRequested,
-    ApprovalTimedOut,
-    BranchesJoined,
     BranchSpec,
     ChildEnded,
     ChildStarted,
@@ -34,26 +32,17 @@ from .events import (
     ParallelDispatched,
     StateEntered,
     TaskDispatched,
-    TimedOut,
-    TimerFired,
     TimerStarted,
 )
 from .state import ACTIVE_STATUSES, JobState, JobStatus, result_of
 
 __all__ = [
-    "TIMEOUT_DECISION",
     "HandlerOutcome",
-    "decide_approval",
     "decide_cancel",
     "decide_child_ended",
     "decide_create",
-    "decide_due",
     "decide_step",
-    "decisions_of",
     "history_diff",
-    "needs_step",
-    "stamp_state_deadlines",
-    "wakes_at",
 ]
 
 
@@ -110,29 +99,6 @@ def decide_create(
             traceparent=traceparent,
         ),
     )
-
-
-def stamp_state_deadlines(blueprint: Blueprint | None, events: Sequence[AnyEvent]) -> tuple[AnyEvent, ...]:
-    """Write each entered state's deadline (its handler's ``timeout_seconds``) into the event.
-
-    Deciders that move a job on a worker's result or a person's decision do not see
-    the blueprint; the store stamps their events before appending, so the fold (and
-    any replay) finds the deadline in the log and never needs the blueprint.
-    """
-    if blueprint is None:
-        return tuple(events)
-    stamped: list[AnyEvent] = []
-    for event in events:
-        if isinstance(event, StateEntered | BranchesJoined) and event.state_deadline_at is None:
-            spec = blueprint.states.get(event.state)
-            if spec is not None and spec.timeout_seconds is not None:
-                event = msgspec.structs.replace(
-                    event,
-                    state_deadline_at=event.at + timedelta(seconds=spec.timeout_seconds),
-                    on_timeout=spec.on_timeout,
-                )
-        stamped.append(event)
-    return tuple(stamped)
 
 
 def decide_step(
@@ -310,86 +276,6 @@ def decide_cancel(
     return (JobCancelled(at=at, reason=reason, actor=actor),)
 
 
-def decide_approval(
-    state: JobState, decision: str, at: datetime, *, comment: str = "", actor: str = ""
-) -> tuple[AnyEvent, ...]:
-    """A person's decision on a job waiting for one: it moves to ``transitions[decision]``."""
-    approval = state.approval
-    if state.status != JobStatus.WAITING_FOR_HUMAN or approval is None:
-        raise JobNotAwaitingApproval(f"job {state.job_id} is {state.status!r}, not waiting for a decision")
-    # "timeout" is where the deadline leads; nobody can decide it.
-    target = approval.transitions.get(decision) if decision != TIMEOUT_DECISION else None
-    if target is None:
-        raise InvalidDecision(
-            f"decision {decision!r} is not one job {state.job_id} offers; "
-            f"choose one of {', '.join(map(repr, decisions_of(approval.transitions)))}"
-        )
-    return (
-        ApprovalGiven(at=at, decision=decision, comment=comment, actor=actor),
-        StateEntered(at=at, state=target, from_state=approval.state),
-    )
-
-
-TIMEOUT_DECISION = "timeout"
-"""The transition an approval follows when its deadline passes; not a decision a person can send."""
-
-
-def decisions_of(transitions: dict[str, str]) -> list[str]:
-    """The decisions a person can send for an approval with these transitions, sorted."""
-    return sorted(key for key in transitions if key != TIMEOUT_DECISION)
-
-
-def decide_due(state: JobState, now: datetime, at: datetime) -> tuple[AnyEvent, ...]:
-    """The job's earliest wake time that has come by ``now`` fires; nothing when none has.
-
-    In order of precedence at equal times: the job's deadline, the state's deadline,
-    an approval's deadline, a sleep's end. ``now`` is the database's clock (the one
-    that made the step due); ``at`` stamps the events.
-    """
-    if state.is_terminal:
-        return ()
-    if state.deadline_at is not None and state.deadline_at <= now:
-        error = ErrorInfo(
-            code="JOB_TIMEOUT", message=f"the job ran past its deadline {state.deadline_at.isoformat()}"
-        )
-        return (
-            TimedOut(at=at, scope="job", state=state.current_state, deadline_at=state.deadline_at),
-            JobFailed(at=at, state=state.current_state, error=error),
-        )
-    if state.state_deadline_at is not None and state.state_deadline_at <= now:
-        timed_out = TimedOut(
-            at=at, scope="state", state=state.current_state, deadline_at=state.state_deadline_at
-        )
-        if state.on_timeout is not None:
-            return (timed_out, StateEntered(at=at, state=state.on_timeout, from_state=state.current_state))
-        error = ErrorInfo(
-            code="STATE_TIMEOUT", message=f"the job stayed in state {state.current_state!r} past its timeout"
-        )
-        return (timed_out, JobFailed(at=at, state=state.current_state, error=error))
-    approval = state.approval
-    if (
-        state.status == JobStatus.WAITING_FOR_HUMAN
-        and approval is not None
-        and approval.timeout_at is not None
-        and approval.timeout_at <= now
-    ):
-        approval_timed_out = ApprovalTimedOut(at=at, state=approval.state)
-        target = approval.transitions.get(TIMEOUT_DECISION)
-        if target is not None:
-            return (approval_timed_out, StateEntered(at=at, state=target, from_state=approval.state))
-        error = ErrorInfo(
-            code="APPROVAL_TIMEOUT", message=f"nobody decided on state {approval.state!r} in time"
-        )
-        return (approval_timed_out, JobFailed(at=at, state=approval.state, error=error))
-    timer = state.timer
-    if state.status == JobStatus.WAITING_FOR_TIMER and timer is not None and timer.fire_at <= now:
-        return (
-            TimerFired(at=at, state=timer.state, then=timer.then),
-            StateEntered(at=at, state=timer.then, from_state=timer.state),
-        )
-    return ()
-
-
 def decide_child_ended(state: JobState, child: JobState, at: datetime) -> tuple[AnyEvent, ...]:
     """A job's child ended: the job moves on by the child's outcome. Nothing while the child runs."""
     waiting = state.child
@@ -418,24 +304,6 @@ def decide_child_ended(state: JobState, child: JobState, at: datetime) -> tuple[
     # A finished child's result is merged like a worker's: only an object, top-level keys.
     updates = result if child.status == JobStatus.FINISHED and isinstance(result, dict) else {}
     return (ended, StateEntered(at=at, state=target, from_state=waiting.state, updates=updates))
-
-
-def wakes_at(state: JobState) -> datetime | None:
-    """When the job must be looked at again without anyone asking: its earliest deadline or timer."""
-    if state.is_terminal:
-        return None
-    times = [state.deadline_at, state.state_deadline_at]
-    if state.status == JobStatus.WAITING_FOR_TIMER and state.timer is not None:
-        times.append(state.timer.fire_at)
-    if state.status == JobStatus.WAITING_FOR_HUMAN and state.approval is not None:
-        times.append(state.approval.timeout_at)
-    due = [time for time in times if time is not None]
-    return min(due) if due else None
-
-
-def needs_step(state: JobState) -> bool:
-    """Whether the job's current state has a handler waiting to run."""
-    return state.status in ACTIVE_STATUSES
 
 
 def _unknown_targets(

@@ -1,4 +1,4 @@
-"""The stored-event record: an event with its place in the log, as readers see it."""
+"""What readers of the log see and ask for: the stored-event record, a log position, a job filter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import msgspec
 
 from .events import AnyEvent
 
-__all__ = ["LogPosition", "RecordedEvent"]
+__all__ = ["JobFilter", "LogPosition", "RecordedEvent"]
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,3 +30,13 @@ class LogPosition(msgspec.Struct, frozen=True, order=True):
 
     tx: int = 0
     position: int = 0
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which jobs to list; every field is optional."""
+
+    blueprint: str | None = None
+    status: str | None = None
+    state: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any, ClassVar
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
+from chronik.adapters.postgres import projection_tables
+from chronik.adapters.postgres.database import Connection
 from chronik.adapters.postgres.event_store import read_log, read_stream
 from chronik.core.evolve import evolve, fold
 from chronik.core.records import LogPosition, RecordedEvent
 from chronik.core.state import JobState
 
-__all__ = ["Change", "Projector", "StateCache", "apply_batch", "table_ddl"]
+__all__ = ["Change", "Projector", "StateCache", "apply_batch"]
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -46,17 +46,10 @@ class Projector:
         """The rows one change adds, in ``columns`` order (often none)."""
         raise NotImplementedError
 
-    async def apply(self, conn: asyncpg.Connection, table: str, changes: Sequence[Change]) -> None:
+    async def apply(self, conn: Connection, table: str, changes: Sequence[Change]) -> None:
         """Write the rows of ``changes`` into ``table`` (the live table or its shadow)."""
         records = [row for change in changes for row in self.rows(change)]
-        if records:
-            await conn.copy_records_to_table(table, records=records, columns=self.columns)
-
-
-def table_ddl(projector: Projector, table: str) -> str:
-    """The projector's CREATE statements (``sql/projections/<name>.sql``) for ``table``."""
-    text = (resources.files("chronik.sql") / "projections" / f"{projector.name}.sql").read_text("utf-8")
-    return text.replace("{table}", table)
+        await projection_tables.copy_rows(conn, table, self.columns, records)
 
 
 class StateCache:
@@ -71,7 +64,7 @@ class StateCache:
         self._states: OrderedDict[UUID, JobState] = OrderedDict()
         self._limit = limit
 
-    async def before(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> JobState | None:
+    async def before(self, conn: Connection, recorded: RecordedEvent) -> JobState | None:
         """The job's state just before ``recorded``."""
         if recorded.version == 1:
             return None
@@ -90,7 +83,7 @@ class StateCache:
 
 
 async def apply_batch(
-    conn: asyncpg.Connection,
+    conn: Connection,
     projector: Projector,
     table: str,
     after: LogPosition,

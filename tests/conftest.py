@@ -27,10 +27,10 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from chronik._runtime.setup import prepare_database
 from chronik.adapters.embedded import start_embedded
+from chronik.adapters.postgres.jobs import refold_differences
 from chronik.engine import Engine
-from chronik.projections.jobs import refold_differences
-from chronik.projections.setup import prepare_database
 from chronik.settings import Settings
 
 # httpx logs every request at INFO; the tests make thousands.

@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Quer
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from chronik.core.errors import InvalidInput
-from chronik.projections.jobs import JobFilter
+from chronik.core.records import JobFilter
 
 from ..guards import client_entry_of, client_of
 from ..ports import Orchestrator

@@ -1,9 +1,12 @@
-"""The worker protocol under ``/_worker``: Avtomatika's routes, so its workers run unchanged."""
+"""The worker protocol under ``/_worker``: Avtomatika's routes, so its workers run unchanged.
+
+Each handler reads its message into the Structs of ``core/wire.py`` (task ids parsed
+here, at the edge) and calls the worker service through its port.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any, TypeVar
 
 import msgspec
@@ -13,16 +16,30 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from chronik.core.errors import Forbidden, InvalidInput
-from chronik.core.events import ErrorInfo
+from chronik.core.wire import (
+    PROTOCOL_VERSION,
+    EventAnswer,
+    EventBody,
+    HeartbeatAnswer,
+    HeartbeatBody,
+    RegisterAnswer,
+    RegisterBody,
+    ResultAnswer,
+    ResultBody,
+    TaskMessage,
+)
 
+from ..ports import Orchestrator, WorkerProtocol
 from ..worker_auth import check_signature, worker_guard
-from ..worker_schemas import EventBody, HeartbeatBody, RegisterBody, ResultBody
 
 __all__ = ["PROTOCOL_VERSION", "worker_routes"]
 
-PROTOCOL_VERSION = "1.0b17"
-
 T = TypeVar("T")
+
+
+def _service(state: State) -> WorkerProtocol:
+    engine: Orchestrator = state.engine
+    return engine.workers
 
 
 async def _message(request: Request[Any, Any, Any], kind: type[T], *, ignore: tuple[str, ...] = ()) -> T:
@@ -35,6 +52,7 @@ async def _message(request: Request[Any, Any, Any], kind: type[T], *, ignore: tu
     if not isinstance(message, dict):
         raise InvalidInput("the body must be a JSON object")
     worker_id, secret = request.state.worker
+    # The signature covers the message as sent, with the fields no Struct here reads.
     check_signature(message, secret, ignore_fields=ignore)
     try:
         body = msgspec.convert(message, kind)
@@ -47,24 +65,19 @@ async def _message(request: Request[Any, Any, Any], kind: type[T], *, ignore: tu
 
 
 @post("/workers/register", status_code=HTTP_200_OK)
-async def register(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def register(request: Request[Any, Any, Any], state: State) -> RegisterAnswer:
     """Register a worker and the task types (skills) it runs."""
     body = await _message(request, RegisterBody)
-    info = {"worker_type": body.worker_type, "resources": body.resources, "capabilities": body.capabilities}
-    await state.engine.workers.register(
-        body.worker_id, task_types=body.all_task_types(), capacity=body.capacity, info=info
-    )
-    return {"status": "registered", "version": PROTOCOL_VERSION}
+    return await _service(state).register(body)
 
 
 @patch("/workers/{worker_id:str}", status_code=HTTP_200_OK)
 async def heartbeat(
     worker_id: FromPath[str], request: Request[Any, Any, Any], state: State
-) -> dict[str, Any]:
+) -> HeartbeatAnswer:
     """The worker is alive: extend its leases; ``cancel_task_ids`` lists the attempts it must stop."""
     body = await _message(request, HeartbeatBody)
-    cancel = await state.engine.workers.heartbeat(worker_id, body.current_tasks)
-    return {"status": "ok", "cancel_task_ids": cancel}
+    return await _service(state).heartbeat(worker_id, body.running())
 
 
 async def _until_disconnected(request: Request[Any, Any, Any], gone: asyncio.Event) -> None:
@@ -81,13 +94,13 @@ async def next_task(
     state: State,
     timeout: FromQuery[float] = 30.0,  # noqa: ASYNC109 (the protocol names this query parameter)
     available_skills: FromQuery[str] = "",
-) -> Response[Any]:
+) -> Response[TaskMessage | None]:
     """Long-poll for a task of the worker's available skills: the task, or 204 after ``timeout`` s."""
     skills = [name for name in available_skills.split(",") if name]
     gone = asyncio.Event()
     listening = asyncio.create_task(_until_disconnected(request, gone))
     try:
-        task = await state.engine.workers.next_task(worker_id, skills, timeout, gone=gone)
+        task = await _service(state).next_task(worker_id, skills, timeout, gone=gone)
     finally:
         listening.cancel()
     if task is None:
@@ -96,34 +109,22 @@ async def next_task(
 
 
 @post("/tasks/result", status_code=HTTP_200_OK)
-async def result(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def result(request: Request[Any, Any, Any], state: State) -> ResultAnswer:
     """Settle a task attempt; a repeat or a late result is answered ``ignored``."""
     body = await _message(request, ResultBody)
     worker_id, _secret = request.state.worker
-    error = None
-    if body.error is not None:
-        error = ErrorInfo(code=body.error.code, message=body.error.message)
-    answer = await state.engine.workers.submit_result(
-        worker_id, body.task_id, status=body.status, data=body.data, error=error, files=tuple(body.files)
-    )
-    return msgspec.to_builtins(answer)  # type: ignore[no-any-return]
+    return await _service(state).submit_result(body.report(worker_id))
 
 
 @post("/events", status_code=HTTP_200_OK)
-async def events(request: Request[Any, Any, Any], state: State) -> dict[str, Any]:
+async def events(request: Request[Any, Any, Any], state: State) -> EventAnswer:
     """Progress of a running attempt (extends its lease); other event types are accepted and logged."""
     body = await _message(request, EventBody, ignore=("bubbling_chain",))
     worker_id, _secret = request.state.worker
-    task_id = body.target_task_id or body.origin_task_id
-    if body.event_type != "progress" or task_id is None:
-        return {"status": "event_accepted"}
-    progress = body.payload.get("progress")
-    if progress is not None and (not isinstance(progress, int | float) or not math.isfinite(progress)):
-        raise InvalidInput(f"payload.progress must be a finite number, got {progress!r}")
-    cancel = await state.engine.workers.report_progress(
-        worker_id, task_id, progress=progress, message=str(body.payload.get("message", ""))
-    )
-    return {"status": "event_accepted", "cancel_task_ids": cancel}
+    report = body.progress_report(worker_id)
+    if report is None:
+        return EventAnswer()
+    return await _service(state).report_progress(report)
 
 
 def worker_routes(credentials: Any) -> Router:

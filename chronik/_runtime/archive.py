@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
-from typing import IO, Any
+from typing import IO
 from uuid import UUID
 
 import msgspec
 
-from chronik.adapters.postgres.queries import QUERIES
+from chronik.adapters.postgres import archive
+from chronik.adapters.postgres.archive import ExportedEvent
+from chronik.adapters.postgres.database import savepoint
 from chronik.core.errors import InvalidInput
 from chronik.core.events import decode_event
 from chronik.core.evolve import EventOutOfOrder, evolve
@@ -38,32 +39,22 @@ class Imported(msgspec.Struct, frozen=True):
     jobs: int
 
 
-class _Line(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    position: int
-    job_id: UUID
-    version: int
-    type: str
-    data: dict[str, Any]
-    meta: dict[str, Any]
-    recorded_at: datetime
-
-
-_decode_line = msgspec.json.Decoder(_Line)
+_decode_line = msgspec.json.Decoder(ExportedEvent)
 
 
 async def export_events(store: JobStore, out: IO[str], *, since: int = 0) -> int:
     """Write every event after position ``since`` to ``out``, one JSON object a line; how many."""
     count = 0
-    async with store.pool.acquire() as conn, conn.transaction(readonly=True):
-        async for row in conn.cursor(QUERIES["export_events"], since, prefetch=1000):
+    async with store.database.transaction(readonly=True) as conn:
+        async for event in archive.stream_events(conn, since=since):
             line = {
-                "position": row["position"],
-                "job_id": str(row["job_id"]),
-                "version": row["version"],
-                "type": row["type"],
-                "data": json.loads(row["data"]),
-                "meta": json.loads(row["meta"]),
-                "recorded_at": row["recorded_at"].isoformat(),
+                "position": event.position,
+                "job_id": str(event.job_id),
+                "version": event.version,
+                "type": event.type,
+                "data": event.data,
+                "meta": event.meta,
+                "recorded_at": event.recorded_at.isoformat(),
             }
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
             count += 1
@@ -79,14 +70,14 @@ async def import_events(store: JobStore, lines: Iterable[str], *, name: str = "t
     """
     states: dict[UUID, JobState] = {}
     count = 0
-    async with store.pool.acquire() as conn:
-        async with conn.transaction():
-            existing = await conn.fetchval(QUERIES["count_events"])
+    async with store.database.connection() as conn:
+        async with savepoint(conn):
+            existing = await archive.count_events(conn)
             if existing:
                 raise InvalidInput(
                     f"{name}: an import needs an empty database; this one has {existing} events"
                 )
-            batch: list[_Line] = []
+            batch: list[ExportedEvent] = []
             for number, text in enumerate(lines, start=1):
                 if not text.strip():
                     continue
@@ -111,10 +102,10 @@ async def import_events(store: JobStore, lines: Iterable[str], *, name: str = "t
                 batch.append(line)
                 count += 1
                 if len(batch) >= _BATCH:
-                    await _insert(conn, batch)
+                    await archive.insert_events(conn, batch)
                     batch = []
-            await _insert(conn, batch)
-            await conn.execute(QUERIES["continue_positions"])
+            await archive.insert_events(conn, batch)
+            await archive.continue_positions(conn)
             for state in states.values():
                 await store.project(conn, state)
         # The asynchronous projections read only committed transactions: after the commit.
@@ -123,23 +114,8 @@ async def import_events(store: JobStore, lines: Iterable[str], *, name: str = "t
     return Imported(events=count, jobs=len(states))
 
 
-def _parse(text: str, number: int, name: str) -> _Line:
+def _parse(text: str, number: int, name: str) -> ExportedEvent:
     try:
         return _decode_line.decode(text)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidInput(f"{name}, line {number}: {exc}") from None
-
-
-async def _insert(conn: Any, batch: list[_Line]) -> None:
-    if not batch:
-        return
-    await conn.execute(
-        QUERIES["import_events"],
-        [line.position for line in batch],
-        [line.job_id for line in batch],
-        [line.version for line in batch],
-        [line.type for line in batch],
-        [msgspec.json.encode(line.data).decode() for line in batch],
-        [msgspec.json.encode(line.meta).decode() for line in batch],
-        [line.recorded_at for line in batch],
-    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,20 +22,19 @@ from chronik.adapters.s3 import TaskFiles
 from chronik.adapters.telemetry.tracing import job_span
 from chronik.core.actions import RunBlueprint
 from chronik.core.blueprint import Blueprint
+from chronik.core.deadlines import decide_due, needs_step, wakes_at
 from chronik.core.decide import (
     HandlerOutcome,
     decide_child_ended,
     decide_create,
-    decide_due,
     decide_step,
-    needs_step,
-    wakes_at,
 )
 from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo, FilesStored
 from chronik.core.state import JobState, JobStatus
 
 from .handlers import run_handler
+from .loops import BUSY, run_loop
 from .store import JobStore
 
 __all__ = ["StepExecutor"]
@@ -76,48 +74,46 @@ class StepExecutor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run steps until ``stop`` is set, then let running handlers finish."""
-        renewing = asyncio.create_task(self._renew_leases(), name="chronik-step-leases")
-        try:
-            await self._claim_and_run(stop)
-            await self.drain()
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-
-    async def _renew_leases(self) -> None:
         # A long handler must not lose its step to another instance: a third of the lease on,
         # every step still running here gets a fresh lease, in one statement.
-        while True:
-            await asyncio.sleep(self._lease_seconds / 3)
-            if self._running:
-                try:
-                    await self._store.renew_step_leases(
-                        list(self._running.values()),
-                        lease_seconds=self._lease_seconds,
-                        instance=self._instance,
-                    )
-                except Exception:
-                    log.exception("lease_renewal_failed")
+        renewed = asyncio.Event()
+        renewing = asyncio.create_task(
+            run_loop("step-leases", self._renew_leases, renewed, interval=self._lease_seconds / 3),
+            name="chronik-step-leases",
+        )
+        try:
+            await run_loop(
+                "executor",
+                self._claim,
+                stop,
+                interval=self._poll_interval,
+                wake=(self._wake, self._slot_freed),
+            )
+            await self.drain()
+        finally:
+            renewed.set()
+            await renewing
 
-    async def _claim_and_run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            free = self._max_concurrent - len(self._running)
-            woken = self._wake.current()
-            if free > 0:
-                self._slot_freed.clear()
-                try:
-                    claimed = await self._store.claim_steps(
-                        limit=free, lease_seconds=self._lease_seconds, instance=self._instance
-                    )
-                except Exception:
-                    log.exception("claim_failed")
-                    claimed = []
-                for step in claimed:
-                    self._spawn(step)
-                if claimed and len(claimed) == free:
-                    continue
-            await self._wait(stop, woken, await self._seconds_to_next_step())
+    async def _renew_leases(self) -> None:
+        if self._running:
+            await self._store.renew_step_leases(
+                list(self._running.values()), lease_seconds=self._lease_seconds, instance=self._instance
+            )
+
+    async def _claim(self) -> float | None:
+        """Claim due steps up to the free slots; at once again when every slot was filled, else when
+        the next timer is due (or at the poll)."""
+        free = self._max_concurrent - len(self._running)
+        if free > 0:
+            self._slot_freed.clear()
+            claimed = await self._store.claim_steps(
+                limit=free, lease_seconds=self._lease_seconds, instance=self._instance
+            )
+            for step in claimed:
+                self._spawn(step)
+            if claimed and len(claimed) == free:
+                return BUSY
+        return await self._seconds_to_next_step()
 
     async def drain(self, grace_seconds: float = 30.0) -> None:
         """Wait for running handlers; cancel those still running after ``grace_seconds``.
@@ -148,18 +144,6 @@ class StepExecutor:
         except Exception:
             log.exception("next_step_failed")
             return None
-
-    async def _wait(self, stop: asyncio.Event, woken: asyncio.Event, next_step: float | None) -> None:
-        # Jitter spreads the safety-net polls of many instances apart; a timer due sooner wakes it on time.
-        timeout = self._poll_interval * random.uniform(0.8, 1.2)
-        if next_step is not None:
-            timeout = min(timeout, max(0.0, next_step))
-        waiters = [asyncio.ensure_future(e.wait()) for e in (woken, stop, self._slot_freed)]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
 
     async def _run_step(self, step: ClaimedStep) -> None:
         bound = log.bind(job_id=str(step.job_id), attempt=step.attempts)

@@ -14,7 +14,8 @@ from typing import Any
 import msgspec
 
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import decide_step, stamp_state_deadlines
+from chronik.core.deadlines import stamp_state_deadlines
+from chronik.core.decide import decide_step
 from chronik.core.divergence import Divergence, handler_runs, recorded_ids
 from chronik.core.events import AnyEvent
 

@@ -1,113 +1,44 @@
-"""The unit of work: append events, project, and move the step and task queues in one statement."""
+"""The unit of work of a job: fold the events, derive every row they change, write all in one statement.
+
+``commit`` is the only way a job changes. It folds the events onto the state
+they were decided on, derives the ``jobs`` row, the step, the task rows and what
+the change owes others (``core.effects``), and hands that to the one statement
+of ``adapters/postgres/commit.py``. A change that spans several jobs (a child
+started, a child abandoned) is one transaction.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
-from chronik.adapters.postgres import event_store, steps
-from chronik.adapters.postgres.commit import StepChange, TaskChanges, WebhookNotice, commit
-from chronik.adapters.postgres.queries import QUERIES
+from chronik.adapters.postgres import event_store, idempotency, jobs, limits, steps
+from chronik.adapters.postgres.commit import commit
+from chronik.adapters.postgres.database import Connection, Database
+from chronik.adapters.postgres.database import savepoint as in_savepoint
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import needs_step, stamp_state_deadlines, wakes_at
-from chronik.core.errors import IdempotencyKeyReused
-from chronik.core.events import (
-    AnyEvent,
-    ChildEnded,
-    JobCancelled,
-    JobCreated,
-    TaskCompleted,
-    TaskFailed,
-    TaskLost,
-)
+from chronik.core.deadlines import stamp_state_deadlines
+from chronik.core.effects import abandoned_child, change_of
+from chronik.core.errors import IdempotencyKeyReused, QuotaExceeded
+from chronik.core.events import AnyEvent, JobCancelled, JobCreated
 from chronik.core.evolve import fold
-from chronik.core.records import RecordedEvent
-from chronik.core.state import JobState, pending_attempts, pending_task, result_of
-from chronik.projections import jobs as jobs_projection
+from chronik.core.records import JobFilter, RecordedEvent
+from chronik.core.state import JobState
 
-__all__ = ["JobStore", "abandoned_child", "step_change", "task_changes", "webhook_notice"]
-
-_ANNOUNCED = {"finished": "job_finished", "failed": "job_failed", "quarantined": "job_quarantined",
-              "cancelled": "job_cancelled"}  # fmt: skip
+__all__ = ["JobStore", "Quota"]
 
 
-def webhook_notice(before: JobState | None, after: JobState) -> WebhookNotice | None:
-    """The notification a change owes the job's webhook: it ended, or it was quarantined.
+class Quota(msgspec.Struct, frozen=True, kw_only=True):
+    """A client's monthly job quota, charged in the transaction that creates the job."""
 
-    The payload is Avtomatika's (``event``, ``job_id``, ``status``, ``result``, ``error``)
-    plus ``event_id``, the same on every attempt, for receivers to de-duplicate by.
-    """
-    event = _ANNOUNCED.get(after.status)
-    if after.webhook_url is None or event is None or (before is not None and before.status == after.status):
-        return None
-    event_id = f"{after.job_id}:{after.version}"
-    payload = {
-        "event": event,
-        "event_id": event_id,
-        "job_id": str(after.job_id),
-        "status": after.status,
-        "result": result_of(after),
-        "error": None if after.error is None else msgspec.to_builtins(after.error),
-    }
-    return WebhookNotice(url=after.webhook_url, event=event, event_id=event_id, payload=payload)
-
-
-def step_change(before: JobState | None, after: JobState) -> tuple[StepChange, datetime | None]:
-    """A step exists exactly while the job has a handler to run (due now) or a timer (due at its time).
-
-    A timer is a sleep's end or an approval's deadline (``wakes_at``).
-    """
-    if needs_step(after):
-        return "enqueue", None
-    if (due := wakes_at(after)) is not None:
-        return "enqueue", due
-    had_step = before is not None and (needs_step(before) or wakes_at(before) is not None)
-    return ("delete" if had_step else "keep"), None
-
-
-def task_changes(before: JobState | None, after: JobState, events: Sequence[AnyEvent] = ()) -> TaskChanges:
-    """The job's task rows follow the attempts it waits on (``pending_attempts``).
-
-    New or retried attempts are queued. An attempt the job stops waiting on goes at
-    once when these events answer it (its worker is done with it); otherwise it was
-    abandoned (a cancel, a timeout) and its row is marked so that its worker is told.
-    """
-    was = pending_attempts(before) if before is not None else {}
-    now = pending_attempts(after)
-    if not was and not now:
-        return TaskChanges()
-    queued = [pending_task(after, key) for key, attempt in now.items() if was.get(key) != attempt]
-    gone = [UUID(key) for key in was if key not in now]
-    answered = {event.task_id for event in events if isinstance(event, TaskCompleted | TaskFailed | TaskLost)}
-    return TaskChanges(
-        queued=queued,
-        dropped=[task_id for task_id in gone if task_id in answered],
-        cancelled=[task_id for task_id in gone if task_id not in answered],
-    )
-
-
-def _blueprint_of(events: Sequence[AnyEvent]) -> str:
-    first = events[0] if events else None
-    return first.blueprint if isinstance(first, JobCreated) else ""
-
-
-def abandoned_child(before: JobState | None, after: JobState, events: Sequence[AnyEvent]) -> UUID | None:
-    """The child job a change stopped waiting on before it ended (a cancel, a timeout): to cancel."""
-    if before is None or before.child is None:
-        return None
-    child_id = before.child.job_id
-    if after.child is not None and after.child.job_id == child_id:
-        return None
-    if any(isinstance(event, ChildEnded) and event.child_job_id == child_id for event in events):
-        return None
-    return child_id
+    client: str
+    monthly: int
 
 
 class JobStore:
@@ -115,13 +46,13 @@ class JobStore:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        database: Database,
         blueprints: Mapping[str, Blueprint] | None = None,
         *,
         on_commit: Callable[[JobState | None, JobState, Sequence[AnyEvent]], None] | None = None,
         files: bool = False,
     ) -> None:
-        self.pool = pool
+        self.database = database
         self._on_commit = on_commit
         self._files = files
         """S3 ``task_files`` are on: every job's folder is emptied when it ends, whatever the
@@ -135,9 +66,10 @@ class JobStore:
         events: Sequence[AnyEvent],
         *,
         meta: dict[str, Any] | None = None,
-        conn: asyncpg.Connection | None = None,
+        conn: Connection | None = None,
         savepoint: bool = True,
         linked: Sequence[Sequence[AnyEvent]] = (),
+        blueprint: Blueprint | None = None,
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
@@ -149,171 +81,182 @@ class JobStore:
 
         ``linked`` are the creating events of new jobs that commit with this change
         (a child job). A change that abandons a running child cancels it, and its
-        children, in the same transaction.
+        children, in the same transaction. ``blueprint`` is the job's, when the
+        caller has it at hand (else it is looked up by name).
         """
-        blueprint = self.blueprints.get(before.blueprint if before else _blueprint_of(events))
+        if blueprint is None:
+            blueprint = self.blueprints.get(before.blueprint if before else _blueprint_of(events))
         events = stamp_state_deadlines(blueprint, events)
         after = fold(events, before)
         if after is None:
             raise ValueError("commit needs at least one event or a prior state")
+        change = change_of(before, after, events, meta=meta or {}, files=self._files)
         child = abandoned_child(before, after, events)
         if not linked and child is None:
-            if conn is None:
-                async with self.pool.acquire() as own:
-                    await self._write(own, before, after, events, meta)
-            elif savepoint:
-                async with conn.transaction():
-                    await self._write(conn, before, after, events, meta)
-            else:
-                await self._write(conn, before, after, events, meta)
-            self._committed(before, after, events)
-            return after
-        # Several streams change together: one transaction (a savepoint inside the caller's).
-        async with contextlib.AsyncExitStack() as stack:
-            tx: asyncpg.Connection = conn or await stack.enter_async_context(self.pool.acquire())
-            await stack.enter_async_context(tx.transaction())
-            await self._write(tx, before, after, events, meta)
-            for created in linked:
-                await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
-            if child is not None:
-                await self._cancel_child(tx, child, parent=after, meta=meta)
+            async with self._writing(conn, savepoint=savepoint) as tx:
+                await commit(tx, change)
+        else:
+            # Several streams change together: one transaction (a savepoint inside the caller's).
+            async with self._writing(conn, savepoint=True, together=True) as tx:
+                await commit(tx, change)
+                for created in linked:
+                    await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
+                if child is not None:
+                    await self._cancel_child(tx, child, parent=after, meta=meta)
         self._committed(before, after, events)
         return after
+
+    @asynccontextmanager
+    async def _writing(
+        self, conn: Connection | None, *, savepoint: bool, together: bool = False
+    ) -> AsyncIterator[Connection]:
+        """Where a commit writes: its own connection (a transaction when several statements go
+        together), or the caller's, inside a savepoint unless the caller retries the whole."""
+        if conn is None:
+            if together:
+                async with self.database.transaction() as own:
+                    yield own
+            else:
+                async with self.database.connection() as own:
+                    yield own
+        elif savepoint:
+            async with in_savepoint(conn):
+                yield conn
+        else:
+            yield conn
 
     def _committed(self, before: JobState | None, after: JobState, events: Sequence[AnyEvent]) -> None:
         # Counted when written, which may still roll back with a caller's transaction: metrics, not history.
         if self._on_commit is not None and events:
             self._on_commit(before, after, events)
 
-    async def project(self, conn: asyncpg.Connection, state: JobState) -> None:
+    async def project(self, conn: Connection, state: JobState) -> None:
         """Write the rows a job's state implies (``jobs``, its step and task rows), appending nothing.
 
         For a log loaded by ``chronik events import``: the queues and timers come back
         as the live engine would have left them.
         """
-        await self._write(conn, None, state, (), None, derive_only=True)
+        await commit(conn, change_of(None, state, (), meta={}, files=self._files, derive_only=True))
 
     async def _cancel_child(
-        self, conn: asyncpg.Connection, child_id: UUID, *, parent: JobState, meta: dict[str, Any] | None
+        self, conn: Connection, child_id: UUID, *, parent: JobState, meta: dict[str, Any] | None
     ) -> None:
-        child = await jobs_projection.load_state(conn, child_id)
+        child = await jobs.load_state(conn, child_id)
         if child is None or child.is_terminal:
             return
         reason = f"its parent job {parent.job_id} stopped waiting for it ({parent.status})"
         cancelled = JobCancelled(at=parent.updated_at, reason=reason, actor=f"job:{parent.job_id}")
         await self.commit(child, (cancelled,), meta=meta, conn=conn, savepoint=False)
 
-    async def _write(
-        self,
-        conn: asyncpg.Connection,
-        before: JobState | None,
-        after: JobState,
-        events: Sequence[AnyEvent],
-        meta: dict[str, Any] | None,
-        *,
-        derive_only: bool = False,
-    ) -> None:
-        # Deriving rows from a loaded log (an import) announces nothing: no webhook, no wake-up,
-        # no clean-up; those happened, or were owed, when the log was first written.
-        ended_now = not derive_only and after.is_terminal and not (before is not None and before.is_terminal)
-        await commit(
-            conn,
-            job_id=after.job_id,
-            expected_version=before.version if before else 0,
-            events=events,
-            meta=meta,
-            job_row=jobs_projection.job_row(after),
-            step=step_change(before, after),
-            tasks=task_changes(before, after, events),
-            # A parent waits for this job: its step becomes due now, in this same statement.
-            wake=after.parent_job_id if ended_now else None,
-            webhook=None if derive_only else webhook_notice(before, after),
-            traceparent=after.traceparent,
-            remove_files=ended_now and self._files,
-        )
-
     async def create(
-        self, events: Sequence[AnyEvent], *, meta: dict[str, Any], client: str, idempotency_key: str | None
+        self,
+        blueprint: Blueprint,
+        events: Sequence[AnyEvent],
+        *,
+        meta: dict[str, Any],
+        client: str,
+        idempotency_key: str | None,
+        quota: Quota | None = None,
     ) -> tuple[JobState, bool]:
         """Commit a new job's events; with a key, the job a fresh use of the key created instead.
 
-        Returns the job and whether it was created now. Taking the key and creating the
-        job are one transaction, so a key never names a job that does not exist.
+        Returns the job and whether it was created now. Taking the key, charging the
+        client's ``quota`` and creating the job are one transaction, so a key never
+        names a job that does not exist, and only a job really created is counted
+        (``QuotaExceeded`` past it, with nothing written).
         """
-        if idempotency_key is None:
-            return await self.commit(None, events, meta=meta), True
-        created = fold(events)
-        assert created is not None
-        fingerprint = hashlib.sha256(
-            msgspec.json.encode([created.blueprint, created.initial_data], order="sorted")
-        ).hexdigest()
-        async with self.pool.acquire() as conn, conn.transaction():
-            taken = await conn.fetchval(
-                QUERIES["claim_idempotency_key"], client, idempotency_key, created.job_id, fingerprint
-            )
-            if taken is None:
-                existing = await conn.fetchrow(QUERIES["idempotency_key_job"], client, idempotency_key)
-                if existing["request"] != fingerprint:
-                    raise IdempotencyKeyReused(
-                        f"Idempotency-Key {idempotency_key!r} was used within 24 hours for another request "
-                        "(another blueprint or initial_data); use a new key"
+        if idempotency_key is None and quota is None:
+            return await self.commit(None, events, meta=meta, blueprint=blueprint), True
+        created = events[0]
+        assert isinstance(created, JobCreated)
+        async with self.database.transaction() as conn:
+            if idempotency_key is not None:
+                fingerprint = hashlib.sha256(
+                    msgspec.json.encode([created.blueprint, created.initial_data], order="sorted")
+                ).hexdigest()
+                taken = await idempotency.claim(
+                    conn, client, idempotency_key, job_id=created.job_id, request=fingerprint
+                )
+                if not taken:
+                    return await self._key_holder(conn, client, idempotency_key, fingerprint), False
+            if quota is not None:
+                used = await limits.hit_monthly_quota(conn, f"quota:{quota.client}")
+                if used > quota.monthly:
+                    raise QuotaExceeded(
+                        f"client {quota.client!r} has created its {quota.monthly} jobs for this month "
+                        "(monthly_attempts); the quota renews on the 1st (UTC)"
                     )
-                state = await jobs_projection.load_state(conn, existing["job_id"])
-                assert state is not None
-                return state, False
-            return await self.commit(None, events, meta=meta, conn=conn, savepoint=False), True
+            job = await self.commit(None, events, meta=meta, conn=conn, savepoint=False, blueprint=blueprint)
+            return job, True
 
-    async def load(self, job_id: UUID, *, conn: asyncpg.Connection | None = None) -> JobState | None:
+    async def _key_holder(self, conn: Connection, client: str, key: str, fingerprint: str) -> JobState:
+        existing = await idempotency.holder(conn, client, key)
+        assert existing is not None
+        if existing.request != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key!r} was used within 24 hours for another request "
+                "(another blueprint or initial_data); use a new key"
+            )
+        state = await jobs.load_state(conn, existing.job_id)
+        assert state is not None
+        return state
+
+    async def load(self, job_id: UUID, *, conn: Connection | None = None) -> JobState | None:
         """The job's current state, or ``None`` for an unknown job."""
         if conn is not None:
-            return await jobs_projection.load_state(conn, job_id)
-        async with self.pool.acquire() as own:
-            return await jobs_projection.load_state(own, job_id)
+            return await jobs.load_state(conn, job_id)
+        async with self.database.connection() as own:
+            return await jobs.load_state(own, job_id)
 
     async def load_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None] | None:
         """The job's current state and its worker's last progress report, in one query."""
-        async with self.pool.acquire() as conn:
-            return await jobs_projection.load_with_progress(conn, job_id)
+        async with self.database.connection() as conn:
+            return await jobs.load_with_progress(conn, job_id)
 
     async def list_jobs(
-        self, where: jobs_projection.JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+        self, where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
         """A page of jobs, newest first, and the cursor of the next page."""
-        async with self.pool.acquire() as conn:
-            return await jobs_projection.list_states(conn, where, limit=limit, after=after)
+        async with self.database.connection() as conn:
+            return await jobs.list_states(conn, where, limit=limit, after=after)
 
     async def history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
     ) -> list[RecordedEvent]:
         """The job's events in order, all or a page after ``after_version``."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             return await event_store.read_stream(conn, job_id, after_version=after_version, limit=limit)
 
     async def claim_steps(
         self, *, limit: int, lease_seconds: float, instance: str
     ) -> list[steps.ClaimedStep]:
         """Lease due steps to this instance."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             return await steps.claim(conn, limit=limit, lease_seconds=lease_seconds, instance=instance)
 
     async def retry_step(self, job_id: UUID, *, delay_seconds: float, instance: str) -> None:
         """Hand a step back to run again later."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             await steps.retry(conn, job_id, delay_seconds=delay_seconds, instance=instance)
 
     async def reschedule_claimed_step(
         self, step: steps.ClaimedStep, *, instance: str, due: datetime | None
     ) -> None:
         """Hand back a step this instance holds with nothing to do now: due at ``due``, or removed."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             await steps.reschedule_claimed(conn, step, instance=instance, due=due)
 
     async def renew_step_leases(self, job_ids: list[UUID], *, lease_seconds: float, instance: str) -> None:
         """Extend the leases of steps this instance is still running."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             await steps.renew_leases(conn, job_ids, lease_seconds=lease_seconds, instance=instance)
 
     async def seconds_to_next_step(self) -> float | None:
         """Seconds until the next timer's step is due; ``None`` when no timer waits."""
-        async with self.pool.acquire() as conn:
+        async with self.database.connection() as conn:
             return await steps.seconds_to_next(conn)
+
+
+def _blueprint_of(events: Sequence[AnyEvent]) -> str:
+    first = events[0] if events else None
+    return first.blueprint if isinstance(first, JobCreated) else ""

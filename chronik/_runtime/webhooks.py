@@ -10,35 +10,24 @@ least once: a receiver de-duplicates by ``X-Chronik-Event-Id``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import hmac
-import json
 import random
-import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
-import aiohttp
-import asyncpg
 import structlog
 
-from chronik.adapters.postgres.queries import QUERIES
+from chronik.adapters.postgres import outbox
+from chronik.adapters.postgres.database import Database
+from chronik.adapters.webhook_http import WebhookClient
 from chronik.core.errors import InvalidInput
 
-__all__ = ["EVENT_ID_HEADER", "SIGNATURE_HEADER", "WebhookSender", "check_webhook_url", "sign"]
+from .loops import BUSY, run_loop
+
+__all__ = ["WebhookSender", "check_webhook_url"]
 
 log = structlog.get_logger("chronik.webhooks")
 
-SIGNATURE_HEADER = "X-Chronik-Signature"
-"""``sha256=<hex>``: HMAC-SHA256 of ``<timestamp>.<body>`` with ``WEBHOOK_SECRET``."""
-TIMESTAMP_HEADER = "X-Chronik-Timestamp"
-"""Unix seconds when the attempt was signed; receivers refuse old ones to stop replays."""
-EVENT_ID_HEADER = "X-Chronik-Event-Id"
-"""The same on every attempt of one notification: receivers de-duplicate by it."""
-
 _LEASE_SECONDS = 60.0
-_TIMEOUT_SECONDS = 10.0
 
 
 def check_webhook_url(url: str, *, secret: str | None) -> None:
@@ -52,18 +41,12 @@ def check_webhook_url(url: str, *, secret: str | None) -> None:
         )
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature header's value for one attempt."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
 class WebhookSender:
     """Delivers due notifications, at most ``concurrency`` at once in this instance."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        database: Database,
         *,
         secret: str,
         interval: float,
@@ -71,7 +54,7 @@ class WebhookSender:
         retry_base_seconds: float,
         concurrency: int,
     ) -> None:
-        self._pool = pool
+        self._database = database
         self._secret = secret
         self._interval = interval
         self._max_attempts = max_attempts
@@ -80,61 +63,44 @@ class WebhookSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop``."""
-        timeout = aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while not stop.is_set():
-                try:
-                    sent = await self.send_due(http)
-                except Exception:
-                    log.exception("webhooks_failed")
-                    sent = 0
-                if sent < self._concurrency:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=self._interval * random.uniform(0.8, 1.2))
+        async with WebhookClient(self._secret) as client:
 
-    async def send_due(self, http: aiohttp.ClientSession) -> int:
+            async def tick() -> float | None:
+                sent = await self.send_due(client)
+                return BUSY if sent >= self._concurrency else None
+
+            await run_loop("webhooks", tick, stop, interval=self._interval)
+
+    async def send_due(self, client: WebhookClient) -> int:
         """Attempt every due notification (up to the concurrency); how many were attempted."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(QUERIES["claim_webhooks"], self._concurrency, _LEASE_SECONDS)
-        await asyncio.gather(*(self._attempt(http, row) for row in rows))
-        return len(rows)
+        async with self._database.connection() as conn:
+            due = await outbox.claim_due(conn, limit=self._concurrency, lease_seconds=_LEASE_SECONDS)
+        await asyncio.gather(*(self._attempt(client, notice) for notice in due))
+        return len(due)
 
-    async def _attempt(self, http: aiohttp.ClientSession, row: asyncpg.Record) -> None:
-        body = row["payload"].encode()
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            EVENT_ID_HEADER: row["event_id"],
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
-        }
-        started = time.perf_counter()
-        code: int | None = None
-        error: str | None = None
-        try:
-            async with http.post(row["url"], data=body, headers=headers) as response:
-                code = response.status
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        delivered = code is not None and 200 <= code < 300
-        attempt = row["attempts"] + 1
+    async def _attempt(self, client: WebhookClient, notice: outbox.DueNotice) -> None:
+        delivery = await client.post(notice.url, notice.payload, event_id=notice.event_id)
+        attempt = notice.attempts + 1
         record = {
             "attempt": attempt,
             "at": datetime.now(UTC).isoformat(),
-            "status_code": code,
-            "error": error or (None if delivered else f"HTTP {code}"),
-            "seconds": round(time.perf_counter() - started, 3),
+            "status_code": delivery.status_code,
+            "error": delivery.error or (None if delivery.delivered else f"HTTP {delivery.status_code}"),
+            "seconds": delivery.seconds,
         }
-        if delivered:
+        if delivery.delivered:
             status, due = "delivered", None
         elif attempt >= self._max_attempts:
             status, due = "failed", None
         else:
             delay = min(3600.0, self._base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             status, due = "pending", datetime.now(UTC) + timedelta(seconds=delay)
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                QUERIES["record_webhook_attempt"], row["event_id"], json.dumps(record), status, due
-            )
-        log.info("webhook_attempt", event_id=row["event_id"], status=status, status_code=code, error=error)
+        async with self._database.connection() as conn:
+            await outbox.record_attempt(conn, notice.event_id, record, status=status, next_at=due)
+        log.info(
+            "webhook_attempt",
+            event_id=notice.event_id,
+            status=status,
+            status_code=delivery.status_code,
+            error=delivery.error,
+        )

@@ -21,10 +21,3 @@ RETURNING hits;
 DELETE FROM rate_limit_counters
 WHERE window_start < now() - interval '40 days'
    OR (window_start < now() - interval '1 day' AND key NOT LIKE 'quota:%');
-
--- name: release_monthly_quota
--- Give back one count of key $1's current month (the create it was taken for made no new job).
--- $1 key
-UPDATE rate_limit_counters SET hits = hits - 1
-WHERE key = $1 AND window_start = date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-  AND hits > 0;

@@ -169,7 +169,7 @@ async def test_official_avtomatika_worker_runs_chronik_tasks(
     flaky_types = [e["type"] for e in await history(orchestrator.url, flaky)]
     assert flaky_types.count("TaskFailed") == 2 and "TaskRetryScheduled" in flaky_types
 
-    async with orchestrator.engine.store.pool.acquire() as conn:
+    async with orchestrator.engine.database.pool.acquire() as conn:
         registered = await conn.fetchrow("SELECT task_types, info FROM workers WHERE worker_id = 'avt-1'")
     assert registered is not None
     assert sorted(registered["task_types"]) == ["add", "fail_permanently", "flaky", "route"]

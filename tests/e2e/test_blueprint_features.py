@@ -211,7 +211,7 @@ async def test_cancelling_a_parent_cancels_its_child_and_tells_the_worker(
     await reaches(orchestrator.url, child_id, "waiting_for_worker")
 
     async def leased() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'leased'"))
 
     await wait_for(leased, within=20)
@@ -223,7 +223,7 @@ async def test_cancelling_a_parent_cancels_its_child_and_tells_the_worker(
     assert child["error"]["message"].startswith(f"its parent job {parent_id}")
 
     async def gone() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return not await conn.fetchval("SELECT count(*) FROM tasks")
 
     await wait_for(gone, within=20)  # the worker was told on a heartbeat and its answer was taken
@@ -263,7 +263,7 @@ async def test_state_and_job_deadlines_fire_durably(start_orchestrator: Any, spa
     ]  # fmt: skip
 
     async def withdrawn() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return not await conn.fetchval("SELECT count(*) FROM tasks")
 
     await wait_for(withdrawn, within=20)  # the abandoned task's worker was told to stop
@@ -277,18 +277,18 @@ async def test_cancelling_a_fan_out_withdraws_every_branch(
     job_id = await create(orchestrator.url, "fan", {"branches": 20, "params": {"sleep": 30}})
 
     async def three_leased() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             # The worker takes no more than its capacity, however many polls it keeps open.
             return await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'leased'") == 3
 
     await wait_for(three_leased, within=20)
     async with httpx.AsyncClient(base_url=orchestrator.url, headers=HEADERS) as client:
         assert (await client.post(f"/api/v1/jobs/{job_id}/cancel")).status_code == 200
-    async with orchestrator.engine.store.pool.acquire() as conn:
+    async with orchestrator.engine.database.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM tasks WHERE status <> 'cancelled'") == 0
 
     async def gone() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return not await conn.fetchval("SELECT count(*) FROM tasks")
 
     await wait_for(gone, within=20)

@@ -44,7 +44,7 @@ class Cookbook:
         self._spawn_worker(self.url, app=WORKER_APP, WORKER_ID=worker_id, **env)
 
         async def registered() -> bool:
-            async with self.orchestrator.engine.store.pool.acquire() as conn:
+            async with self.orchestrator.engine.database.pool.acquire() as conn:
                 found = await conn.fetchval("SELECT count(*) FROM workers WHERE worker_id = $1", worker_id)
             return bool(found)
 
@@ -327,7 +327,7 @@ async def test_state_and_job_timeouts(cookbook: Cookbook) -> None:
 async def test_cancelling_a_parent_cancels_its_child_and_withdraws_the_task(
     cookbook: Cookbook, tmp_path: Path
 ) -> None:
-    pool = cookbook.orchestrator.engine.store.pool
+    pool = cookbook.orchestrator.engine.database.pool
 
     async def task_rows(job_id: str) -> list[str]:
         async with pool.acquire() as conn:

@@ -110,7 +110,7 @@ async def test_rate_limits_answer_429_then_recover(start_orchestrator: Any, tmp_
         retry_after = int(refused.headers["Retry-After"])
         assert 1 <= retry_after <= 60
     # The window is a minute; a fresh one begins when the old one ends.
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         await conn.execute("UPDATE rate_limit_counters SET window_start = window_start - interval '1 minute'")
     async with httpx.AsyncClient(base_url=orchestrator.url, headers=worker) as client:
         again = await client.get("/_worker/workers/w-limited/tasks/next?timeout=0&available_skills=work")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chronik.projections.jobs import refold_differences
+from chronik.adapters.postgres.jobs import refold_differences
 from tests.conftest import wait_for
 from tests.e2e.conftest import CLIENT_TOKEN, work_blueprint
 
@@ -48,7 +48,7 @@ async def test_500_jobs_two_instances_one_watcher(
             await asyncio.gather(*(create(i) for i in range(chunk, chunk + 50)))
 
     async def all_finished() -> bool:
-        async with first.engine.store.pool.acquire() as conn:
+        async with first.engine.database.pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'finished'") == JOBS)
 
     await wait_for(all_finished, within=120)
@@ -59,7 +59,7 @@ async def test_500_jobs_two_instances_one_watcher(
     assert len(claims) == len(set(claims)) == JOBS
     per_worker = [len(log.read_text().split()) for log in logs]
     assert all(count > 0 for count in per_worker), per_worker
-    async with first.engine.store.pool.acquire() as conn:
+    async with first.engine.database.pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT data->>'task_id' AS task, data->>'attempt' AS attempt, count(*) AS n FROM events "
             "WHERE type = 'TaskCompleted' GROUP BY 1, 2"

@@ -147,7 +147,7 @@ async def test_kill_9_worker_tasks_are_re_leased_and_none_is_lost(
     job_ids = [await create(orchestrator.url, "work", {"n": i}) for i in range(8)]
 
     async def holding() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             held = await conn.fetchval(
                 "SELECT count(*) FROM tasks WHERE status = 'leased' AND worker_id = 'doomed'"
             )
@@ -192,7 +192,7 @@ async def test_cancel_tells_the_worker_and_ignores_its_late_result(
     job_id = await create(orchestrator.url, "work", {})
 
     async def leased() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return bool(await conn.fetchval("SELECT count(*) FROM tasks WHERE status = 'leased'"))
 
     await wait_for(leased, within=20)
@@ -200,7 +200,7 @@ async def test_cancel_tells_the_worker_and_ignores_its_late_result(
         assert (await client.post(f"/api/v1/jobs/{job_id}/cancel")).status_code == 200
 
     async def gone() -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             return not await conn.fetchval("SELECT count(*) FROM tasks")
 
     await wait_for(gone, within=20)  # the worker was told, stopped, and its "cancelled" result was answered
@@ -301,7 +301,7 @@ async def test_sigterm_finishes_in_flight_tasks_and_a_second_one_exits_at_once(
     orchestrator = await start_orchestrator(work_blueprint())
 
     async def leased_by(worker_id: str) -> bool:
-        async with orchestrator.engine.store.pool.acquire() as conn:
+        async with orchestrator.engine.database.pool.acquire() as conn:
             count = await conn.fetchval("SELECT count(*) FROM tasks WHERE worker_id = $1", worker_id)
         return bool(count)
 

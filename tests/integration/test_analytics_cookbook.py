@@ -26,10 +26,11 @@ import asyncpg
 import pytest
 
 from chronik import Blueprint
+from chronik.adapters.postgres.projection_tables import install_analytics
 from chronik.core.events import ErrorInfo
 from chronik.engine import Engine
 from chronik.projections.rebuild import rebuild
-from chronik.projections.setup import PROJECTORS, install_analytics
+from chronik.projections.setup import PROJECTORS
 from tests.conftest import wait_for
 from tests.integration.test_projections import caught_up
 
@@ -902,7 +903,7 @@ async def test_an_approval_still_waiting_has_no_answer(make_engine: Any) -> None
     job = await engine.create_job("refunds", {"wait": 3600})
     await wait_for(lambda: _status_is(engine, job.job_id, "waiting_for_human"))
     await caught_up(engine)
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         row = await conn.fetchrow(
             "SELECT answered_at, answer FROM chronik_analytics.approvals WHERE job_id = $1", job.job_id
         )

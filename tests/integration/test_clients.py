@@ -89,7 +89,7 @@ def test_tokens_are_kept_only_as_digests(tmp_path: Path) -> None:
 async def test_the_watcher_forgets_old_idempotency_keys_and_rate_windows(make_engine: Any) -> None:
     engine = await make_engine(*blueprints)
     assert engine.watcher is not None
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO idempotency_keys (client, key, job_id, request, created_at) VALUES "
             "('c', 'old', gen_random_uuid(), 'x', now() - interval '25 hours'), "

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from chronik import Blueprint, Engine, JobNotCancellable, JobNotFound
+from chronik.adapters.postgres.jobs import refold_differences
 from chronik.core.state import JobStatus
-from chronik.projections.jobs import refold_differences
 from tests.conftest import wait_for
 
 
@@ -187,8 +187,8 @@ async def test_concurrency_is_bounded_per_instance(make_engine: Any) -> None:
 
 async def test_poll_covers_lost_notifications(make_engine: Any) -> None:
     engine = await make_engine(pipeline(), poll_interval=0.3)
-    assert engine._listener is not None
-    await engine._listener.stop()  # no more notifications reach this instance
+    assert engine.listener is not None
+    await engine.listener.stop()  # no more notifications reach this instance
     job = await engine.create_job("pipeline", {"n": 1})
     assert (await ended(engine, job.job_id)).status == JobStatus.FINISHED
 

@@ -12,12 +12,13 @@ import asyncpg
 
 from chronik import Blueprint
 from chronik._runtime.projector import ProjectionRunner
+from chronik.adapters.postgres.checkpoints import list_with_lag as status
 from chronik.core.decide import decide_create
 from chronik.core.events import ErrorInfo, decode_event
 from chronik.core.evolve import fold
 from chronik.core.records import LogPosition
 from chronik.engine import Engine
-from chronik.projections.rebuild import build_shadow, differences, rebuild, status
+from chronik.projections.rebuild import build_shadow, differences, rebuild
 from chronik.projections.setup import PROJECTORS
 from tests.conftest import wait_for
 from tests.e2e.conftest import work_blueprint
@@ -107,7 +108,7 @@ async def run_mixed_jobs(engine: Engine) -> list[Any]:
 
 async def caught_up(engine: Engine) -> None:
     async def done() -> bool:
-        async with engine.store.pool.acquire() as conn:
+        async with engine.database.pool.acquire() as conn:
             return all(s.lag_events == 0 for s in await status(conn))
 
     await wait_for(done, within=20)
@@ -119,7 +120,7 @@ async def test_rebuilt_projections_equal_the_live_ones(make_engine: Any) -> None
     )
     jobs = await run_mixed_jobs(engine)
     await caught_up(engine)
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         events = await conn.fetchval("SELECT count(*) FROM events")
         assert await conn.fetchval("SELECT count(*) FROM job_history") == events
         kinds = dict(await conn.fetch("SELECT outcome, count(*) FROM task_attempts GROUP BY outcome"))
@@ -142,11 +143,11 @@ async def test_rebuilt_projections_equal_the_live_ones(make_engine: Any) -> None
     await wait_for(lambda: _status_is(engine, more.job_id, "waiting_for_human"))
     await engine.cancel_job(more.job_id)
     await caught_up(engine)
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM job_history") == events + 3
     assert len(jobs) == 9
     # As of every version, a job is the fold of that prefix of its log (read here straight from SQL).
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         for job in jobs:
             rows = await conn.fetch(
                 "SELECT type, data::text AS data FROM events WHERE job_id = $1 ORDER BY version", job.job_id
@@ -173,14 +174,14 @@ async def test_a_rebuild_while_jobs_run_swaps_in_a_complete_table(make_engine: A
 
     writer = asyncio.create_task(keep_writing())
     await asyncio.sleep(0.3)
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         for projector in PROJECTORS:
             await rebuild(conn, projector)
     await asyncio.sleep(0.2)
     stop.set()
     assert await writer > 0
     await caught_up(engine)
-    async with engine.store.pool.acquire() as conn:
+    async with engine.database.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM job_history") == await conn.fetchval(
             "SELECT count(*) FROM events"
         )
@@ -196,7 +197,7 @@ async def test_an_event_of_a_transaction_that_commits_late_is_not_skipped(
     # No executor: the only writers are the two transactions below.
     engine = await make_engine(*fan_and_ask(), start=False)
     await engine.start(run_executor=False)
-    runner = ProjectionRunner(engine.store.pool, PROJECTORS, interval=3600)
+    runner = ProjectionRunner(engine.database, PROJECTORS, interval=3600)
     (ask,) = [bp for bp in fan_and_ask() if bp.name == "ask"]
     early = await asyncpg.connect(database_url)
     late = await asyncpg.connect(database_url)
@@ -207,14 +208,14 @@ async def test_an_event_of_a_transaction_that_commits_late_is_not_skipped(
         await engine.store.commit(None, decide_create(uuid4(), ask, {"wait": 60}, _now()), conn=early)
         quick = await engine.store.commit(None, decide_create(uuid4(), ask, {"wait": 60}, _now()), conn=late)
         await runner.catch_up()
-        async with engine.store.pool.acquire() as conn:
+        async with engine.database.pool.acquire() as conn:
             # Nothing past the open transaction is applied: its event would be passed over.
             assert not await conn.fetchval("SELECT count(*) FROM job_history WHERE job_id = $1", quick.job_id)
             before = (await status(conn))[0]
             assert before.lag_events == 1
         await slow.commit()
         await runner.catch_up()
-        async with engine.store.pool.acquire() as conn:
+        async with engine.database.pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM job_history") == 2
             checkpoint = await conn.fetchrow("SELECT tx::text, position FROM projection_checkpoints LIMIT 1")
             assert LogPosition(int(checkpoint[0]), checkpoint[1]) > LogPosition()

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 
 from chronik import Blueprint
+from chronik.adapters.postgres.jobs import refold_differences
 from chronik.core.state import JobStatus
-from chronik.projections.jobs import refold_differences
 from tests.conftest import wait_for
 
 JOBS = 200

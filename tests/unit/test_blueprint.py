@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from chronik.core.blueprint import Blueprint, find_edges, normalize_endpoint
+from chronik.core.blueprint import Blueprint, normalize_endpoint
+from chronik.core.edges import find_edges
 from chronik.core.errors import BlueprintError
 
 

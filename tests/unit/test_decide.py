@@ -122,7 +122,7 @@ def test_history_diff() -> None:
 
 def test_approval_waits_then_follows_the_decision() -> None:
     from chronik.core.actions import AwaitApproval
-    from chronik.core.decide import decide_approval
+    from chronik.core.approvals import decide_approval
     from chronik.core.errors import InvalidDecision, JobNotAwaitingApproval
     from chronik.core.events import ApprovalGiven, ApprovalRequested
 

@@ -9,19 +9,17 @@ from uuid import UUID, uuid4
 import msgspec
 import pytest
 
-from chronik._runtime.store import abandoned_child, step_change, task_changes
 from chronik.core.actions import Actions, Branch, DispatchParallel, RunBlueprint
 from chronik.core.blueprint import Blueprint
+from chronik.core.deadlines import decide_due, stamp_state_deadlines, wakes_at
 from chronik.core.decide import (
     HandlerOutcome,
     decide_cancel,
     decide_child_ended,
     decide_create,
-    decide_due,
     decide_step,
-    stamp_state_deadlines,
-    wakes_at,
 )
+from chronik.core.effects import abandoned_child, step_change, task_changes
 from chronik.core.errors import ActionError, BlueprintError
 from chronik.core.events import (
     BranchesJoined,

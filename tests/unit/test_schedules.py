@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chronik._runtime.scheduler import describe, trigger_of
 from chronik.adapters.config import load_schedules
+from chronik.adapters.scheduling import describe, trigger_of
 from chronik.core.errors import ConfigError
 
 GOOD = """

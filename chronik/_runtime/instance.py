@@ -1,0 +1,143 @@
+"""The background services of one running instance, wired from its settings.
+
+An instance listens on one connection for the queues' notifications, runs the
+step executor, serves the worker protocol, and takes its turn at the cluster's
+housekeeping: the watcher (one instance at a time), the projections, webhooks,
+S3 clean-ups and schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Mapping
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from chronik.adapters.config import load_schedules
+from chronik.adapters.postgres.listener import Listener
+from chronik.adapters.s3 import TaskFiles, ensure_bucket
+from chronik.adapters.telemetry.metrics import Metrics
+from chronik.core.blueprint import Blueprint
+from chronik.core.retry import RetryPolicy
+from chronik.projections.setup import PROJECTORS
+from chronik.settings import Settings
+
+from .executor import StepExecutor
+from .janitor import FileJanitor
+from .projector import ProjectionRunner
+from .scheduler import Scheduler, check_blueprints
+from .store import JobStore
+from .watcher import Watcher
+from .webhooks import WebhookSender
+from .workers import WorkerService
+
+__all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Instance"]
+
+STEPS_CHANNEL = "chronik_steps"
+"""The NOTIFY channel of the ``job_steps`` queue (see migration 0003)."""
+
+TASKS_CHANNEL = "chronik_tasks"
+"""The NOTIFY channel of the ``tasks`` queue (see migration 0004)."""
+
+
+class Instance:
+    """Starts and stops the services of one instance over its job store."""
+
+    def __init__(
+        self, store: JobStore, blueprints: Mapping[str, Blueprint], settings: Settings, metrics: Metrics
+    ) -> None:
+        self._store = store
+        self._blueprints = blueprints
+        self._settings = settings
+        self._metrics = metrics
+        self._stop = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self.listener = Listener(store.database.dsn, [STEPS_CHANNEL, TASKS_CHANNEL])
+        policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
+        self.workers = WorkerService(
+            store,
+            tasks_signal=self.listener.signal(TASKS_CHANNEL),
+            lease_seconds=settings.task_lease_seconds,
+            max_poll_seconds=settings.max_poll_seconds,
+            policy=policy,
+            instance=settings.instance_id,
+        )
+        self.watcher = Watcher(
+            store, interval=settings.watcher_interval, policy=policy, instance=settings.instance_id
+        )
+        self.projections = ProjectionRunner(store.database, PROJECTORS, interval=settings.projection_interval)
+        self.scheduler: Scheduler | None = None
+
+    async def start(self) -> None:
+        """Listen, then start every service this instance's settings ask for."""
+        settings, store = self._settings, self._store
+        await self.listener.start()
+        self._stop.clear()
+        files = None
+        if settings.s3 is not None:
+            client = settings.s3.client()
+            await asyncio.to_thread(ensure_bucket, client, settings.s3.bucket)
+            files = partial(TaskFiles, client, settings.s3.bucket)
+            janitor = FileJanitor(
+                store.database, client, settings.s3.bucket, interval=settings.watcher_interval
+            )
+            self._spawn("files", janitor.run(self._stop))
+        if settings.schedules_config_path:
+            entries = load_schedules(settings.schedules_config_path)
+            check_blueprints(entries, self._blueprints, settings.schedules_config_path)
+            self.scheduler = Scheduler(
+                store,
+                self._blueprints,
+                entries,
+                tz=ZoneInfo(settings.timezone),
+                instance=settings.instance_id,
+            )
+            self.scheduler.start()
+        if settings.webhook_secret:
+            sender = WebhookSender(
+                store.database,
+                secret=settings.webhook_secret,
+                interval=settings.webhook_interval,
+                max_attempts=settings.webhook_max_attempts,
+                retry_base_seconds=settings.webhook_retry_base_seconds,
+                concurrency=settings.webhook_concurrency,
+            )
+            self._spawn("webhooks", sender.run(self._stop))
+        executor = StepExecutor(
+            store,
+            self._blueprints,
+            wake=self.listener.signal(STEPS_CHANNEL),
+            instance=settings.instance_id,
+            max_concurrent=settings.max_concurrent_jobs,
+            poll_interval=settings.poll_interval,
+            lease_seconds=settings.step_lease_seconds,
+            observe_step=lambda blueprint, seconds: self._metrics.step_seconds.labels(blueprint).observe(
+                seconds
+            ),
+            files=files,
+        )
+        self._spawn("executor", executor.run(self._stop))
+        self._spawn("watcher", self.watcher.run(self._stop))
+        self._spawn("projections", self.projections.run(self._stop))
+
+    def _spawn(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        self._background.append(asyncio.create_task(loop, name=f"chronik-{name}"))
+
+    def begin_shutdown(self) -> None:
+        """Stop taking work: answer waiting worker long-polls at once. ``stop`` does the rest."""
+        self.workers.close()
+
+    async def stop(self) -> None:
+        """Let running handlers finish, then stop every service and the listener."""
+        self.begin_shutdown()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+        self._stop.set()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background = []
+        await self.listener.stop()

@@ -1,0 +1,196 @@
+"""The job commands and queries an instance serves: create, read, list, time travel, act.
+
+Every command takes the one path: load the job, decide (pure, in ``core``),
+commit at the version it read, and on a conflict decide again
+(``retry_on_conflict``). Queries read the projections through the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from chronik.adapters.postgres import outbox
+from chronik.adapters.telemetry.tracing import new_traceparent
+from chronik.core.actions import check_timeout
+from chronik.core.approvals import decide_approval
+from chronik.core.blueprint import Blueprint
+from chronik.core.decide import decide_cancel, decide_create
+from chronik.core.errors import ActionError, BlueprintNotFound, InvalidInput, JobNotFound
+from chronik.core.events import AnyEvent
+from chronik.core.evolve import fold
+from chronik.core.records import JobFilter, RecordedEvent
+from chronik.core.state import JobState
+from chronik.core.tasks import decide_retry
+
+from .commands import retry_on_conflict
+from .store import JobStore, Quota
+from .webhooks import check_webhook_url
+
+__all__ = ["JobService"]
+
+
+class JobService:
+    """Create jobs, read them, and act on them, for the API, the CLI and embedding programs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        blueprints: Mapping[str, Blueprint],
+        *,
+        instance: str,
+        webhook_secret: str | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._blueprints = blueprints
+        self._instance = instance
+        self._webhook_secret = webhook_secret
+        self._clock = clock
+
+    async def create(
+        self,
+        blueprint: str | Blueprint,
+        initial_data: dict[str, Any] | None = None,
+        *,
+        actor: str = "",
+        idempotency_key: str | None = None,
+        timeout_seconds: float | None = None,
+        webhook_url: str | None = None,
+        monthly_quota: int | None = None,
+    ) -> JobState:
+        """Create a job of ``blueprint`` and queue its first step (see ``Engine.create_job``)."""
+        found = self._registered(blueprint)
+        try:
+            check_timeout("timeout_seconds", timeout_seconds)
+        except ActionError as exc:
+            raise InvalidInput(exc.message) from None
+        if webhook_url is not None:
+            check_webhook_url(webhook_url, secret=self._webhook_secret)
+        job_id = uuid4()
+        traceparent = new_traceparent(
+            "chronik.job.create", {"chronik.job_id": str(job_id), "chronik.blueprint": found.name}
+        )
+        events = decide_create(
+            job_id,
+            found,
+            dict(initial_data or {}),
+            self._clock(),
+            timeout_seconds=timeout_seconds,
+            webhook_url=webhook_url,
+            traceparent=traceparent,
+        )
+        job, _created = await self._store.create(
+            found,
+            events,
+            meta=self._meta(actor),
+            client=actor,
+            idempotency_key=idempotency_key,
+            quota=None if monthly_quota is None else Quota(client=actor, monthly=monthly_quota),
+        )
+        return job
+
+    def _registered(self, blueprint: str | Blueprint) -> Blueprint:
+        name = blueprint.name if isinstance(blueprint, Blueprint) else blueprint
+        found = self._blueprints.get(name)
+        if found is None:
+            raise BlueprintNotFound(f"no blueprint named {name!r} is registered")
+        return found
+
+    async def get(self, job_id: UUID) -> JobState:
+        """The job's current state; ``JobNotFound`` for an unknown id."""
+        state = await self._store.load(job_id)
+        if state is None:
+            raise JobNotFound(f"no job has the id {job_id}")
+        return state
+
+    async def get_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
+        """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
+        found = await self._store.load_with_progress(job_id)
+        if found is None:
+            raise JobNotFound(f"no job has the id {job_id}")
+        return found
+
+    async def history(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
+        events = await self._store.history(job_id, after_version=after_version, limit=limit)
+        if not events and (after_version == 0 or await self._store.load(job_id) is None):
+            raise JobNotFound(f"no job has the id {job_id}")
+        return events
+
+    async def list(
+        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+    ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
+        """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""
+        return await self._store.list_jobs(where, limit=limit, after=after)
+
+    async def as_of(
+        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+    ) -> JobState:
+        """The job as the fold of its first ``version`` events, or of those that happened by ``at``.
+
+        The same fold as the live state, over a prefix of the log: time travel for audits.
+        """
+        events = await self.history(job_id)
+        if version is not None:
+            if version < 1 or version > len(events):
+                raise InvalidInput(
+                    f"as_of_version must be from 1 to {len(events)} for job {job_id}, got {version}"
+                )
+            events = events[:version]
+        if at is not None:
+            if at.tzinfo is None:
+                raise InvalidInput("as_of needs a time zone, e.g. 2026-11-23T10:00:00Z")
+            # The event's own time, the clock of created_at/updated_at; a prefix, as the log is ordered.
+            events = list(itertools.takewhile(lambda recorded: recorded.event.at <= at, events))
+            if not events:
+                raise JobNotFound(f"job {job_id} did not exist yet at {at.isoformat()}")
+        state = fold(recorded.event for recorded in events)
+        assert state is not None
+        return state
+
+    async def webhooks(self, job_id: UUID) -> list[dict[str, Any]]:
+        """The job's webhook notifications with every attempt; ``JobNotFound`` for an unknown id."""
+        await self.get(job_id)
+        async with self._store.database.connection() as conn:
+            return await outbox.of_job(conn, job_id)
+
+    async def cancel(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
+        """Cancel a job that has not ended; ``JobNotCancellable`` when it has."""
+        return await self._command(
+            job_id, lambda state: decide_cancel(state, self._clock(), reason=reason, actor=actor), actor
+        )
+
+    async def approve(self, job_id: UUID, decision: str, *, comment: str = "", actor: str = "") -> JobState:
+        """Record a person's decision on a job waiting for one; the job moves on by its transitions."""
+        return await self._command(
+            job_id,
+            lambda state: decide_approval(state, decision, self._clock(), comment=comment, actor=actor),
+            actor,
+        )
+
+    async def retry(self, job_id: UUID, *, actor: str = "") -> JobState:
+        """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
+        return await self._command(
+            job_id, lambda state: decide_retry(state, self._clock(), actor=actor), actor
+        )
+
+    async def _command(
+        self, job_id: UUID, decide: Callable[[JobState], tuple[AnyEvent, ...]], actor: str
+    ) -> JobState:
+        async def attempt(_n: int) -> JobState:
+            state = await self.get(job_id)
+            return await self._store.commit(state, decide(state), meta=self._meta(actor))
+
+        return await retry_on_conflict(attempt, what=f"job {job_id}")
+
+    def _meta(self, actor: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"instance": self._instance}
+        if actor:
+            meta["actor"] = actor
+        return meta

@@ -1,0 +1,288 @@
+"""The worker protocol's messages, one set for the routes, the service and the SDK.
+
+This is Avtomatika's ``rxon`` 1.0b17 wire format. Workers send more fields than chronik
+reads, and a server may answer more than the SDK reads: unknown fields are accepted and
+ignored on both sides, as the protocol expects. That is also why these bodies do not set
+``forbid_unknown_fields``, unlike the client API's.
+
+Encoding writes every field except those left ``UNSET``. A field that a sender may leave
+out defaults to ``UNSET`` and reads as empty. A field with a protocol default is always
+written. Both directions keep their exact JSON: the SDK sends ``"status": "success"``, and
+a failure carries no ``data``. A result from Avtomatika's SDK, which leaves ``status`` out
+when it succeeds, still reads as a success.
+
+Task ids on the wire name one attempt, ``<task uuid>:<attempt>`` (:class:`TaskRef`). They
+are parsed where a message comes in, so the service only sees parsed references.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from .errors import InvalidInput
+from .events import ErrorInfo
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "EventAnswer",
+    "EventBody",
+    "HeartbeatAnswer",
+    "HeartbeatBody",
+    "ProgressReport",
+    "RegisterAnswer",
+    "RegisterBody",
+    "ReportedResult",
+    "ResultAnswer",
+    "ResultBody",
+    "SkillInfo",
+    "TaskErrorBody",
+    "TaskMessage",
+    "TaskMetadata",
+    "TaskRef",
+]
+
+PROTOCOL_VERSION = "1.0b17"
+"""The ``rxon`` version chronik speaks; the SDK sends it as ``X-RXON-Version``."""
+
+
+class TaskRef(msgspec.Struct, frozen=True):
+    """One attempt of one task. On the wire it is ``<task uuid>:<attempt>``, its ``str()``."""
+
+    task_id: UUID
+    attempt: int
+
+    @classmethod
+    def parse(cls, raw: str) -> TaskRef:
+        """Read a wire task id; ``InvalidInput`` for one this orchestrator never hands out."""
+        task_part, sep, attempt_part = raw.partition(":")
+        try:
+            task_id = UUID(task_part)
+            attempt = int(attempt_part) if sep else 0
+        except ValueError:
+            raise InvalidInput(
+                f"task_id {raw!r} is not a task id of this orchestrator (<uuid>:<attempt>)"
+            ) from None
+        if not 1 <= attempt < 2**31:
+            raise InvalidInput(
+                f"task_id {raw!r} has no valid attempt number (<uuid>:<attempt>, attempt from 1)"
+            )
+        return cls(task_id, attempt)
+
+    def __str__(self) -> str:
+        return f"{self.task_id}:{self.attempt}"
+
+
+# -- messages a worker sends --------------------------------------------------------
+
+
+class SkillInfo(msgspec.Struct, kw_only=True):
+    """One skill a worker offers; tasks are routed by its ``name``."""
+
+    name: str
+    type: str | None = None
+
+
+class RegisterBody(msgspec.Struct, kw_only=True):
+    """``POST /_worker/workers/register``."""
+
+    worker_id: str
+    worker_type: str = "generic"
+    task_types: list[str] = []
+    """chronik's SDK names its task types here; Avtomatika's names skills in ``supported_skills``."""
+    supported_skills: list[SkillInfo] = []
+    available_skills: list[str] | UnsetType = UNSET
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
+    resources: dict[str, Any] | UnsetType = UNSET
+    capabilities: dict[str, Any] | UnsetType = UNSET
+
+    def all_task_types(self) -> list[str]:
+        """Every task type the worker can run."""
+        names = [skill.name for skill in self.supported_skills]
+        names += (self.available_skills or []) + self.task_types
+        return sorted(set(names))
+
+    def info(self) -> dict[str, Any]:
+        """What is kept about the worker besides its task types and capacity."""
+        return {
+            "worker_type": self.worker_type,
+            "resources": self.resources or {},
+            "capabilities": self.capabilities or {},
+        }
+
+
+class HeartbeatBody(msgspec.Struct, kw_only=True):
+    """``PATCH /_worker/workers/{worker_id}``; may be empty."""
+
+    worker_id: str | None = None
+    status: str | None = None
+    current_tasks: list[str] | None = None
+    """The attempts the worker runs; only their leases are extended when it is sent."""
+
+    def running(self) -> list[TaskRef] | None:
+        """The attempts of ``current_tasks`` that are this orchestrator's (``None`` without a list).
+
+        Any other id belongs to another orchestrator, or to nobody: not ours to extend.
+        """
+        if self.current_tasks is None:
+            return None
+        refs = []
+        for raw in self.current_tasks:
+            try:
+                refs.append(TaskRef.parse(raw))
+            except InvalidInput:
+                continue
+        return refs
+
+
+class TaskErrorBody(msgspec.Struct, kw_only=True):
+    """A failed result's error."""
+
+    code: str = "TRANSIENT_ERROR"
+    message: str = ""
+    details: Any = UNSET
+    """Avtomatika's extra detail; read, and kept nowhere."""
+
+
+class ResultBody(msgspec.Struct, kw_only=True):
+    """``POST /_worker/tasks/result``."""
+
+    job_id: str | None = None
+    task_id: str
+    worker_id: str | None = None
+    status: str = "success"
+    data: Any = UNSET
+    error: TaskErrorBody | UnsetType | None = UNSET
+    files: list[str] | UnsetType = UNSET
+    """Object keys the task stored in its job's folder (``task_files``), recorded in the history."""
+
+    def report(self, worker_id: str) -> ReportedResult:
+        """This result as ``worker_id`` (the authenticated worker) reports it; parses the task id."""
+        error = None
+        if isinstance(self.error, TaskErrorBody):
+            error = ErrorInfo(code=self.error.code, message=self.error.message)
+        return ReportedResult(
+            ref=TaskRef.parse(self.task_id),
+            worker_id=worker_id,
+            status=self.status,
+            data=None if self.data is UNSET else self.data,
+            error=error,
+            files=tuple(self.files or ()),
+        )
+
+
+class EventBody(msgspec.Struct, kw_only=True):
+    """``POST /_worker/events``: progress (``event_type="progress"``) or a custom event."""
+
+    event_id: str | None = None
+    event_type: str
+    worker_id: str | None = None
+    origin_worker_id: str | None = None
+    target_job_id: str | None = None
+    target_task_id: str | None = None
+    origin_task_id: str | UnsetType | None = UNSET
+    payload: dict[str, Any] = {}
+
+    def progress_report(self, worker_id: str) -> ProgressReport | None:
+        """The progress this event reports for an attempt; ``None`` for any other event.
+
+        Raises ``InvalidInput`` for a progress that is not a finite number, or a task id
+        that is not one of this orchestrator's.
+        """
+        raw = self.target_task_id or self.origin_task_id
+        if self.event_type != "progress" or not isinstance(raw, str):
+            return None
+        progress = self.payload.get("progress")
+        if progress is not None and (not isinstance(progress, int | float) or not math.isfinite(progress)):
+            raise InvalidInput(f"payload.progress must be a finite number, got {progress!r}")
+        return ProgressReport(
+            ref=TaskRef.parse(raw),
+            worker_id=worker_id,
+            progress=progress,
+            message=str(self.payload.get("message", "")),
+        )
+
+
+# -- what the service takes, parsed from those messages -------------------------------
+
+
+class ReportedResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker's result for one attempt, as the service settles it."""
+
+    ref: TaskRef
+    worker_id: str
+    """The authenticated worker, whatever ``worker_id`` its message names."""
+    status: str = "success"
+    data: Any = None
+    error: ErrorInfo | None = None
+    files: tuple[str, ...] = ()
+
+
+class ProgressReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker's progress on one attempt."""
+
+    ref: TaskRef
+    worker_id: str
+    progress: float | None = None
+    message: str = ""
+
+
+# -- messages the orchestrator sends -----------------------------------------------
+
+
+class TaskMetadata(msgspec.Struct, kw_only=True):
+    """A task's ``metadata``: the attempt, and the job's trace context when it has one."""
+
+    attempt: int = 1
+    traceparent: str | UnsetType = UNSET
+
+
+class TaskMessage(msgspec.Struct, kw_only=True):
+    """A task handed to a worker by a poll.
+
+    Avtomatika's worker depends on the types: ids are strings, times integer unix seconds.
+    """
+
+    job_id: str
+    task_id: str
+    """The attempt's wire id (:class:`TaskRef`)."""
+    type: str
+    params: dict[str, Any] = {}
+    priority: int = 0
+    timestamp: int = 0
+    metadata: TaskMetadata = msgspec.field(default_factory=TaskMetadata)
+    deadline: int | UnsetType = UNSET
+    """When the attempt times out, if its task has a timeout."""
+
+
+class RegisterAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a registration."""
+
+    status: str = "registered"
+    version: str = PROTOCOL_VERSION
+
+
+class HeartbeatAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a heartbeat: the attempts the worker must stop."""
+
+    status: str = "ok"
+    cancel_task_ids: list[str] = []
+
+
+class ResultAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The answer to a result: ``accepted``, or ``ignored`` with the reason."""
+
+    status: str
+    reason: str | None = None
+    message: str | None = None
+
+
+class EventAnswer(msgspec.Struct, kw_only=True):
+    """The answer to an event; a progress report's names the attempts the worker must stop."""
+
+    status: str = "event_accepted"
+    cancel_task_ids: list[str] | UnsetType = UNSET
