@@ -8,7 +8,7 @@ What a fire does, and that only one instance acts on it, is the runtime's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,7 +71,7 @@ class FireClock:
         entries: Iterable[ScheduleEntry],
         *,
         tz: ZoneInfo,
-        on_fire: Callable[[ScheduleEntry, datetime], Awaitable[Any]],
+        on_fire: Callable[[ScheduleEntry, datetime], Coroutine[Any, Any, Any]],
     ) -> None:
         self._entries = {entry.name: entry for entry in entries}
         self._tz = tz

@@ -26,7 +26,7 @@ from uuid import UUID
 
 import structlog
 
-from chronik.adapters.embedded import EmbeddedPostgres, start_embedded
+from chronik.adapters.postgres.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres import checkpoints, stats
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.database import DATABASE_ERRORS, Database
@@ -289,7 +289,7 @@ class Engine:
         self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
         """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""
-        return await _started(self._jobs).list(where, limit=limit, after=after)
+        return await _started(self._jobs).list_jobs(where, limit=limit, after=after)
 
     async def job_as_of(
         self, job_id: UUID, *, version: int | None = None, at: datetime | None = None

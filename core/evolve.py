@@ -117,14 +117,12 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 available_at=event.at,
                 dispatched_at=event.at,
             )
-            return replace(
+            return _waiting(
                 state,
-                status=JobStatus.WAITING_FOR_WORKER,
-                state_history=_merge(state.state_history, event.updates, event.removed),
+                event,
+                JobStatus.WAITING_FOR_WORKER,
+                version,
                 task=task,
-                aggregation_results=None,
-                version=version,
-                updated_at=event.at,
             )
         case ParallelDispatched():
             branches = {
@@ -140,19 +138,17 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 )
                 for spec in event.branches
             }
-            return replace(
+            return _waiting(
                 state,
-                status=JobStatus.WAITING_FOR_WORKER,
-                state_history=_merge(state.state_history, event.updates, event.removed),
+                event,
+                JobStatus.WAITING_FOR_WORKER,
+                version,
                 fan_out=FanOutState(
                     state=event.state,
                     aggregate_into=event.aggregate_into,
                     dispatched_at=event.at,
                     branches=branches,
                 ),
-                aggregation_results=None,
-                version=version,
-                updated_at=event.at,
             )
         case TaskCompleted(task_id=task_id, status=status, data=data):
             if (branch := _branch(state, task_id)) is not None:
@@ -216,25 +212,21 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 requested_at=event.at,
                 timeout_at=event.timeout_at,
             )
-            return replace(
+            return _waiting(
                 state,
-                status=JobStatus.WAITING_FOR_HUMAN,
-                state_history=_merge(state.state_history, event.updates, event.removed),
+                event,
+                JobStatus.WAITING_FOR_HUMAN,
+                version,
                 approval=approval,
-                aggregation_results=None,
-                version=version,
-                updated_at=event.at,
             )
         case TimerStarted():
             timer = TimerState(state=event.state, fire_at=event.fire_at, then=event.then)
-            return replace(
+            return _waiting(
                 state,
-                status=JobStatus.WAITING_FOR_TIMER,
-                state_history=_merge(state.state_history, event.updates, event.removed),
+                event,
+                JobStatus.WAITING_FOR_TIMER,
+                version,
                 timer=timer,
-                aggregation_results=None,
-                version=version,
-                updated_at=event.at,
             )
         case ChildStarted():
             child = ChildState(
@@ -243,15 +235,13 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 state=event.state,
                 transitions=dict(event.transitions),
             )
-            return replace(
+            return _waiting(
                 state,
-                status=JobStatus.WAITING_FOR_CHILD,
-                state_history=_merge(state.state_history, event.updates, event.removed),
+                event,
+                JobStatus.WAITING_FOR_CHILD,
+                version,
                 child=child,
                 children=(*state.children, event.child_job_id),
-                aggregation_results=None,
-                version=version,
-                updated_at=event.at,
             )
         case ChildEnded():
             # A StateEntered (or a JobFailed) always follows in the same append and moves the job on.
@@ -369,6 +359,26 @@ def _builtins(error: ErrorInfo) -> dict[str, Any]:
     if error.type is not None:
         built["type"] = error.type
     return built
+
+
+def _waiting(
+    state: JobState,
+    event: TaskDispatched | ParallelDispatched | ApprovalRequested | TimerStarted | ChildStarted,
+    status: str,
+    version: int,
+    **waiting_on: Any,
+) -> JobState:
+    """The job hands off and waits (for a worker, a person, a timer, a child): the handler's changes
+    to ``state_history`` are kept, and the fan-in results it was given are spent."""
+    return replace(
+        state,
+        status=status,
+        state_history=_merge(state.state_history, event.updates, event.removed),
+        aggregation_results=None,
+        version=version,
+        updated_at=event.at,
+        **waiting_on,
+    )
 
 
 def _merge(history: dict[str, Any], updates: dict[str, Any], removed: tuple[str, ...]) -> dict[str, Any]:

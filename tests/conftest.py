@@ -28,7 +28,7 @@ from pytest_postgresql.executors import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from chronik._runtime.setup import prepare_database
-from chronik.adapters.embedded import start_embedded
+from chronik.adapters.postgres.embedded import start_embedded
 from chronik.adapters.postgres.jobs import refold_differences
 from chronik.engine import Engine
 from chronik.settings import Settings

@@ -11,6 +11,7 @@ from chronik.core.events import encode_event_data
 
 from .database import Connection
 from .errors import refusing_bad_values
+from .jobs import columns_of
 from .queries import QUERIES
 
 __all__ = ["commit"]
@@ -35,14 +36,7 @@ async def commit(conn: Connection, change: JobChange) -> None:
                 [type(event).__struct_config__.tag for event in events],
                 [encode_event_data(event).decode() for event in events],
                 _encoder.encode(change.meta).decode(),
-                row.blueprint,
-                row.status,
-                row.current_state,
-                row.version,
-                row.created_at,
-                row.updated_at,
-                row.finished_at,
-                _encoder.encode(row.state).decode(),
+                *columns_of(row)[1:],  # $1 is the job's id already
                 change.step,
                 change.step_due,
                 [task.task_id for task in queued],

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeAlias
 
 import asyncpg
 
 __all__ = ["DATABASE_ERRORS", "Connection", "Database", "savepoint"]
 
-Connection = asyncpg.Connection
+Connection: TypeAlias = asyncpg.Connection
 """An open connection, to pass to this package's functions."""
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (

@@ -22,10 +22,25 @@ from .errors import refusing_bad_values
 from .event_store import read_stream
 from .queries import QUERIES
 
-__all__ = ["list_states", "load_state", "load_with_progress", "refold_differences"]
+__all__ = ["columns_of", "list_states", "load_state", "load_with_progress", "refold_differences"]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JobState)
+
+
+def columns_of(row: JobRow) -> tuple[Any, ...]:
+    """The row's values in the column order of the ``jobs`` table (``job_id`` first)."""
+    return (
+        row.job_id,
+        row.blueprint,
+        row.status,
+        row.current_state,
+        row.version,
+        row.created_at,
+        row.updated_at,
+        row.finished_at,
+        _encoder.encode(row.state).decode(),
+    )
 
 
 async def load_state(conn: Connection, job_id: UUID) -> JobState | None:
@@ -83,18 +98,6 @@ async def refold_differences(conn: Connection, job_id: UUID) -> dict[str, tuple[
     state = fold(recorded.event for recorded in await read_stream(conn, job_id))
     if state is None or stored is None:
         return {} if state is None and stored is None else {"row": (stored, state)}
-    row = JobRow.of(state)
-    refolded = await conn.fetchrow(
-        QUERIES["normalize_job_row"],
-        row.job_id,
-        row.blueprint,
-        row.status,
-        row.current_state,
-        row.version,
-        row.created_at,
-        row.updated_at,
-        row.finished_at,
-        _encoder.encode(row.state).decode(),
-    )
+    refolded = await conn.fetchrow(QUERIES["normalize_job_row"], *columns_of(JobRow.of(state)))
     before, after = dict(stored), dict(refolded)
     return {key: (value, after[key]) for key, value in before.items() if value != after[key]}

@@ -123,7 +123,7 @@ class JobService:
             raise JobNotFound(f"no job has the id {job_id}")
         return events
 
-    async def list(
+    async def list_jobs(
         self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
         """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""

@@ -21,7 +21,7 @@ from chronik._runtime.replay import divergences
 from chronik._runtime.scheduler import check_blueprints
 from chronik.adapters.config import load_schedules
 from chronik.adapters.postgres.database import DATABASE_ERRORS
-from chronik.adapters.scheduling import describe, trigger_of
+from chronik.adapters.scheduling import describe, next_fire
 from chronik.adapters.telemetry.logs import configure_logging
 from chronik.adapters.telemetry.tracing import configure_tracing
 from chronik.core.errors import ChronikError
@@ -156,7 +156,7 @@ def _schedules(args: argparse.Namespace, settings: Settings) -> None:
     now = datetime.now(tz)
     rows = []
     for entry in entries:
-        upcoming = trigger_of(entry, tz).get_next_fire_time(None, now)
+        upcoming = next_fire(entry, tz, now)
         shown = upcoming.isoformat() if upcoming is not None else "never"
         rows.append(
             render.ScheduleRow(

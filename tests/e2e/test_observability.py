@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chronik.api.app import create_app
 from chronik.core.events import ErrorInfo
+from chronik.core.wire import RegisterBody, ReportedResult, TaskRef
 from tests.conftest import wait_for
 from tests.e2e.conftest import WORKER_TOKEN, work_blueprint
 
@@ -45,13 +46,16 @@ async def test_ready_and_metrics_follow_what_happened(start_orchestrator: Any) -
             return scraped.get(("chronik_tasks_queued", (("task_type", "work"),))) == 3
 
         await wait_for(all_queued)
-        await engine.workers.register("w1", task_types=["work"], capacity=3, info={})
+        await engine.workers.register(RegisterBody(worker_id="w1", task_types=["work"], capacity=3))
         for index in range(3):
             task = await engine.workers.next_task("w1", ["work"], 1.0)
             assert task is not None
             failure = ErrorInfo(code="INVALID_INPUT_ERROR", message="no") if index == 2 else None
+            status = "failure" if failure else "success"
             await engine.workers.submit_result(
-                "w1", task["task_id"], status="failure" if failure else "success", data={}, error=failure
+                ReportedResult(
+                    ref=TaskRef.parse(task.task_id), worker_id="w1", status=status, data={}, error=failure
+                )
             )
 
         async def ended() -> bool:

@@ -28,6 +28,7 @@ import pytest
 from chronik import Blueprint
 from chronik.adapters.postgres.projection_tables import install_analytics
 from chronik.core.events import ErrorInfo
+from chronik.core.wire import RegisterBody, ReportedResult, TaskRef
 from chronik.engine import Engine
 from chronik.projections.rebuild import rebuild
 from chronik.projections.setup import PROJECTORS
@@ -185,7 +186,7 @@ async def play_a_day(engine: Engine) -> dict[str, Any]:
 
     service = engine.workers
     for worker_id, task_types in WORKERS.items():
-        await service.register(worker_id, task_types=task_types, capacity=4, info={})
+        await service.register(RegisterBody(worker_id=worker_id, task_types=task_types, capacity=4))
 
     async def settled() -> bool:
         for name, status in expected.items():
@@ -212,17 +213,20 @@ async def play_a_day(engine: Engine) -> dict[str, Any]:
             task = await service.next_task(worker_id, task_types, 0.05)
             if task is None:
                 continue
-            fail, attempt = task["params"]["fail"], task["metadata"]["attempt"]
+            fail, attempt = task.params["fail"], task.metadata.attempt
             code = fail[attempt - 1] if attempt <= len(fail) else None
             if code == "HANG":
                 continue  # the task's timeout runs out; the watcher ends the attempt
-            await asyncio.sleep(RUN_SECONDS[task["type"]])
+            await asyncio.sleep(RUN_SECONDS[task.type])
+            ref = TaskRef.parse(task.task_id)
             if code is None:
-                await service.submit_result(worker_id, task["task_id"], status="success", data={}, error=None)
-            else:
-                error = ErrorInfo(code=code, message=f"{task['type']} failed with {code}")
                 await service.submit_result(
-                    worker_id, task["task_id"], status="failure", data=None, error=error
+                    ReportedResult(ref=ref, worker_id=worker_id, status="success", data={}, error=None)
+                )
+            else:
+                error = ErrorInfo(code=code, message=f"{task.type} failed with {code}")
+                await service.submit_result(
+                    ReportedResult(ref=ref, worker_id=worker_id, status="failure", data=None, error=error)
                 )
     return jobs
 

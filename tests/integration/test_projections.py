@@ -17,6 +17,7 @@ from chronik.core.decide import decide_create
 from chronik.core.events import ErrorInfo, decode_event
 from chronik.core.evolve import fold
 from chronik.core.records import LogPosition
+from chronik.core.wire import RegisterBody, ReportedResult, TaskRef
 from chronik.engine import Engine
 from chronik.projections.rebuild import build_shadow, differences, rebuild
 from chronik.projections.setup import PROJECTORS
@@ -56,7 +57,7 @@ def fan_and_ask() -> list[Blueprint]:
 async def run_mixed_jobs(engine: Engine) -> list[Any]:
     """Jobs that finish, retry, quarantine, fail, get cancelled, fan out, and wait for people."""
     service = engine.workers
-    await service.register("w1", task_types=["work"], capacity=10, info={})
+    await service.register(RegisterBody(worker_id="w1", task_types=["work"], capacity=10))
     plans = [
         ("ok", {"n": 1}),
         ("retry", {"n": 2}),
@@ -78,7 +79,7 @@ async def run_mixed_jobs(engine: Engine) -> list[Any]:
         while answered < count:
             task = await service.next_task("w1", ["work"], 2.0)
             assert task is not None, f"no task after {answered} answers"
-            job_id, attempt = task["job_id"], task["metadata"]["attempt"]
+            job_id, attempt = task.job_id, task.metadata.attempt
             if job_id == str(queued_cancel.job_id):
                 await engine.cancel_job(queued_cancel.job_id, reason="not needed", actor="ops")
                 answered += 1
@@ -87,11 +88,14 @@ async def run_mixed_jobs(engine: Engine) -> list[Any]:
             status, error, data = "success", None, {"answer": 1}
             if (name == "retry" and attempt == 1) or name == "quarantine":
                 status, error = "failure", transient
-            elif name == "invalid" or (name == "fan" and task["params"]["i"] == 2):
+            elif name == "invalid" or (name == "fan" and task.params["i"] == 2):
                 status, error = "failure", ErrorInfo(code="INVALID_INPUT_ERROR", message="bad input")
             elif name == "custom":
                 status = "needs_review"
-            await service.submit_result("w1", task["task_id"], status=status, data=data, error=error)
+            result = ReportedResult(
+                ref=TaskRef.parse(task.task_id), worker_id="w1", status=status, data=data, error=error
+            )
+            await service.submit_result(result)
             answered += 1
 
     # ok 1, retry 2, quarantine 4 (3 retries), invalid 1, custom 1, the cancelled one 1, fan 3.
