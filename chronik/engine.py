@@ -26,10 +26,10 @@ from uuid import UUID
 
 import structlog
 
-from chronik.adapters.postgres.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres import checkpoints, stats
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.database import DATABASE_ERRORS, Database
+from chronik.adapters.postgres.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.postgres.migrate import pending_migrations
 from chronik.adapters.telemetry.metrics import Metrics
