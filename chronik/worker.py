@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -36,11 +35,10 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 import structlog
-from msgspec import UNSET, UnsetType
 
 from chronik.adapters.s3 import S3Config, TaskFiles
 from chronik.adapters.telemetry.tracing import job_span
-from chronik.core.errors import ChronikError, ConfigError
+from chronik.core.errors import ConfigError
 from chronik.core.signing import sign
 from chronik.core.wire import (
     PROTOCOL_VERSION,
@@ -51,9 +49,10 @@ from chronik.core.wire import (
     RegisterBody,
     ResultBody,
     SkillInfo,
-    TaskErrorBody,
     TaskMessage,
 )
+
+from ._task_handlers import Result, TaskError, check_handler, result_message, run_task, unset_to_none
 
 __all__ = ["Result", "TaskError", "Worker"]
 
@@ -61,30 +60,6 @@ log = structlog.get_logger("chronik.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
-
-_INJECTABLE = ("params", "job_id", "task_id", "attempt", "progress", "deadline", "task_files")
-
-
-class TaskError(Exception):
-    """Raise from a task handler to fail the attempt with an Avtomatika error code.
-
-    ``TRANSIENT_ERROR`` (the default), ``RESOURCE_EXHAUSTED_ERROR``, ``TIMEOUT_ERROR`` and
-    ``INTERNAL_ERROR`` are retried; ``PERMANENT_ERROR``, ``SECURITY_ERROR`` and
-    ``DEPENDENCY_ERROR`` quarantine the job; ``INVALID_INPUT_ERROR`` fails it.
-    """
-
-    def __init__(self, message: str, *, code: str = "TRANSIENT_ERROR") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Result:
-    """Return this from a handler to answer with a status other than ``success``."""
-
-    def __init__(self, data: Any = None, *, status: str = "success") -> None:
-        self.data = data
-        self.status = status
 
 
 class Worker:
@@ -124,11 +99,7 @@ class Worker:
         def register(func: F) -> F:
             if task_type in self.handlers:
                 raise ValueError(f"task type {task_type!r} already has a handler")
-            unknown = [name for name in inspect.signature(func).parameters if name not in _INJECTABLE]
-            if unknown:
-                raise ValueError(
-                    f"handler of {task_type!r} asks for {unknown}; it may take {', '.join(_INJECTABLE)}"
-                )
+            check_handler(task_type, func)
             self.handlers[task_type] = func
             return func
 
@@ -304,82 +275,29 @@ class Worker:
                       "chronik.task_type": task.type, "chronik.worker_id": self.worker_id}  # fmt: skip
         # The orchestrator hands the job's trace context with the task: this span joins the job's trace.
         with job_span(
-            f"chronik.task {task.type}", _unset_to_none(task.metadata.traceparent), attributes
+            f"chronik.task {task.type}", unset_to_none(task.metadata.traceparent), attributes
         ) as span:
             try:
                 outcome = await self._invoke(task)
             except asyncio.CancelledError:
-                outcome = self._result(task, "cancelled")
+                outcome = result_message(task, self.worker_id, "cancelled")
             finally:
                 self._running.pop(task.task_id, None)
                 self._slots.release()
             span.set_attribute("chronik.status", outcome.status)
             await self._report(task, outcome)
 
-    def _result(
-        self,
-        task: TaskMessage,
-        status: str,
-        *,
-        data: Any = UNSET,
-        error: TaskErrorBody | UnsetType = UNSET,
-        files: list[str] | UnsetType = UNSET,
-    ) -> ResultBody:
-        """The result of ``task`` with ``status``; ``data``, ``error`` and ``files`` go only when given."""
-        return ResultBody(
-            job_id=task.job_id,
-            task_id=task.task_id,
-            worker_id=self.worker_id,
-            status=status,
-            data=data,
-            error=error,
-            files=files,
-        )
-
-    def _failure(self, task: TaskMessage, code: str, message: str) -> ResultBody:
-        """A failed result of ``task``: no data, an error with its Avtomatika code."""
-        return self._result(task, "failure", error=TaskErrorBody(code=code, message=message))
-
     async def _invoke(self, task: TaskMessage) -> ResultBody:
-        handler = self.handlers.get(task.type)
-        if handler is None:
-            return self._failure(
-                task, "PERMANENT_ERROR", f"this worker has no handler for task type {task.type!r}"
-            )
-
         async def progress(percent: float, message: str = "") -> None:
             await self._progress(task, percent, message)
 
-        wanted = inspect.signature(handler).parameters
-        try:
-            files = self._task_files(task.job_id) if "task_files" in wanted else None
-        except ChronikError as exc:
-            return self._failure(task, "PERMANENT_ERROR", exc.message)
-        available = {
-            "task_files": files,
-            "params": task.params,
-            "job_id": task.job_id,
-            "task_id": task.task_id,
-            "attempt": task.metadata.attempt,
-            "progress": progress,
-            "deadline": _unset_to_none(task.deadline),
-        }
-        kwargs = {name: available[name] for name in wanted}
-        try:
-            value = handler(**kwargs)
-            if inspect.isawaitable(value):
-                value = await value
-        except TaskError as exc:
-            return self._failure(task, exc.code, exc.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("task_failed", task_id=task.task_id, task_type=task.type)
-            return self._failure(task, "TRANSIENT_ERROR", f"{type(exc).__name__}: {exc}")
-        stored: list[str] | UnsetType = files.stored if files is not None and files.stored else UNSET
-        if isinstance(value, Result):
-            return self._result(task, value.status, data=value.data, files=stored)
-        return self._result(task, "success", data=value, files=stored)
+        return await run_task(
+            self.handlers.get(task.type),
+            task,
+            worker_id=self.worker_id,
+            progress=progress,
+            files=self._task_files,
+        )
 
     async def _report(self, task: TaskMessage, outcome: ResultBody) -> None:
         delay = 0.5
@@ -440,8 +358,3 @@ def _decode(text: str, kind: type[T]) -> T | None:
         return msgspec.json.decode(text, type=kind) if text else None
     except msgspec.DecodeError:
         return None
-
-
-def _unset_to_none(value: T | UnsetType) -> T | None:
-    """``None`` for a field the message left out."""
-    return None if isinstance(value, UnsetType) else value

@@ -1,9 +1,10 @@
-"""The background services of one running instance, wired from its settings.
+"""The services of one instance, wired from its settings over its database.
 
-An instance listens on one connection for the queues' notifications, runs the
-step executor, serves the worker protocol, and takes its turn at the cluster's
-housekeeping: the watcher (one instance at a time), the projections, webhooks,
-S3 clean-ups and schedules.
+An instance serves jobs (``JobService``), rate limits and operator commands;
+started with its executor, it also listens on one connection for the queues'
+notifications, runs the step executor, serves the worker protocol, and takes its
+turn at the cluster's housekeeping: the watcher (one instance at a time), the
+projections, webhooks, S3 clean-ups and schedules.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from chronik.adapters.config import load_schedules
+from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.listener import Listener
 from chronik.adapters.s3 import TaskFiles, ensure_bucket
 from chronik.adapters.telemetry.metrics import Metrics
@@ -26,6 +28,9 @@ from chronik.settings import Settings
 
 from .executor import StepExecutor
 from .janitor import FileJanitor
+from .jobs import JobService
+from .limits import RateLimiter, WorkerBudgets
+from .operations import Operations
 from .projector import ProjectionRunner
 from .scheduler import Scheduler, check_blueprints
 from .store import JobStore
@@ -43,17 +48,31 @@ TASKS_CHANNEL = "chronik_tasks"
 
 
 class Instance:
-    """Starts and stops the services of one instance over its job store."""
+    """Builds the services of one instance; ``start`` runs its background ones, ``stop`` ends them."""
 
     def __init__(
-        self, store: JobStore, blueprints: Mapping[str, Blueprint], settings: Settings, metrics: Metrics
+        self, database: Database, blueprints: Mapping[str, Blueprint], settings: Settings, metrics: Metrics
     ) -> None:
-        self._store = store
         self._blueprints = blueprints
         self._settings = settings
         self._metrics = metrics
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self.running = False
+        """Whether the background services run (``start`` was called, ``stop`` not yet)."""
+        self.store = store = JobStore(
+            database, blueprints, on_commit=metrics.committed, files=settings.s3 is not None
+        )
+        self.jobs = JobService(
+            store, blueprints, instance=settings.instance_id, webhook_secret=settings.webhook_secret
+        )
+        budgets = WorkerBudgets(
+            heartbeats=settings.worker_rate_heartbeats,
+            polls=settings.worker_rate_polls,
+            other=settings.worker_rate_other,
+        )
+        self.limits = RateLimiter(database, metrics, budgets)
+        self.operations = Operations(store, metrics)
         self.listener = Listener(store.database.dsn, [STEPS_CHANNEL, TASKS_CHANNEL])
         policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
         self.workers = WorkerService(
@@ -72,7 +91,8 @@ class Instance:
 
     async def start(self) -> None:
         """Listen, then start every service this instance's settings ask for."""
-        settings, store = self._settings, self._store
+        settings, store = self._settings, self.store
+        self.running = True
         await self.listener.start()
         self._stop.clear()
         files = None
@@ -131,6 +151,9 @@ class Instance:
 
     async def stop(self) -> None:
         """Let running handlers finish, then stop every service and the listener."""
+        if not self.running:
+            return
+        self.running = False
         self.begin_shutdown()
         if self.scheduler is not None:
             await self.scheduler.stop()

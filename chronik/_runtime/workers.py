@@ -42,6 +42,7 @@ from chronik.core.wire import (
 )
 
 from .commands import retry_on_conflict
+from .loops import wait_any
 from .store import JobStore
 
 __all__ = ["WorkerService"]
@@ -145,14 +146,7 @@ class WorkerService:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            waiters = [asyncio.ensure_future(event.wait()) for event in (woken, gone, self._closing)]
-            try:
-                await asyncio.wait(
-                    waiters, timeout=min(remaining, _RECHECK_SECONDS), return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
+            await wait_any((woken, gone, self._closing), seconds=min(remaining, _RECHECK_SECONDS))
         return None
 
     async def submit_result(self, result: ReportedResult) -> ResultAnswer:

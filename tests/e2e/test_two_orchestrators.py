@@ -32,7 +32,7 @@ async def test_500_jobs_two_instances_one_watcher(
 
     async def sample_watchers() -> None:
         while True:
-            watcher_samples.append(sum(o.engine.watcher.active for o in (first, second)))
+            watcher_samples.append(sum(o.engine.instance.watcher.active for o in (first, second)))
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample_watchers())
@@ -80,10 +80,10 @@ async def test_500_jobs_two_instances_one_watcher(
 
     # Exactly one watcher at every moment sampled; when it stops, the other instance takes over.
     assert watcher_samples and set(watcher_samples) == {1}, Counter(watcher_samples)
-    active, standby = (first, second) if first.engine.watcher.active else (second, first)
+    active, standby = (first, second) if first.engine.instance.watcher.active else (second, first)
     await active.engine.stop()
 
     async def taken_over() -> bool:
-        return bool(standby.engine.watcher.active)
+        return bool(standby.engine.instance.watcher.active)
 
     await wait_for(taken_over, within=10)

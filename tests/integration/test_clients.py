@@ -88,7 +88,7 @@ def test_tokens_are_kept_only_as_digests(tmp_path: Path) -> None:
 
 async def test_the_watcher_forgets_old_idempotency_keys_and_rate_windows(make_engine: Any) -> None:
     engine = await make_engine(*blueprints)
-    assert engine.watcher is not None
+    assert engine.instance.watcher is not None
     async with engine.database.pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO idempotency_keys (client, key, job_id, request, created_at) VALUES "
@@ -100,8 +100,8 @@ async def test_the_watcher_forgets_old_idempotency_keys_and_rate_windows(make_en
             "('worker:w:polls', now() - interval '2 days', 5), ('worker:w:polls', now(), 1), "
             "('quota:c', now() - interval '20 days', 3)"
         )
-        engine.watcher._next_prune = 0.0
-        await engine.watcher.sweep()
+        engine.instance.watcher._next_prune = 0.0
+        await engine.instance.watcher.sweep()
         assert [r["key"] for r in await conn.fetch("SELECT key FROM idempotency_keys")] == ["new"]
         left = await conn.fetch("SELECT key, hits FROM rate_limit_counters ORDER BY key, hits")
         assert [(r["key"], r["hits"]) for r in left] == [("quota:c", 3), ("worker:w:polls", 1)]

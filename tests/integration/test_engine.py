@@ -187,8 +187,8 @@ async def test_concurrency_is_bounded_per_instance(make_engine: Any) -> None:
 
 async def test_poll_covers_lost_notifications(make_engine: Any) -> None:
     engine = await make_engine(pipeline(), poll_interval=0.3)
-    assert engine.listener is not None
-    await engine.listener.stop()  # no more notifications reach this instance
+    assert engine.instance.listener is not None
+    await engine.instance.listener.stop()  # no more notifications reach this instance
     job = await engine.create_job("pipeline", {"n": 1})
     assert (await ended(engine, job.job_id)).status == JobStatus.FINISHED
 
