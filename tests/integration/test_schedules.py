@@ -40,7 +40,8 @@ async def test_two_instances_start_one_job_per_fire(make_engine: Any, tmp_path: 
     await asyncio.sleep(10)
     await first.stop()
     async with second.database.pool.acquire() as conn:
-        await second.scheduler.stop()  # no fire after the reads below
+        assert second.instance.scheduler is not None
+        await second.instance.scheduler.stop()  # no fire after the reads below
         runs = await conn.fetch("SELECT fire_time, job_id, instance FROM schedule_runs ORDER BY fire_time")
         created = await conn.fetch(
             "SELECT job_id, meta FROM events WHERE type = 'JobCreated' ORDER BY position"
