@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 import msgspec
 
@@ -14,22 +16,38 @@ from .errors import refusing_bad_values
 from .jobs import columns_of
 from .queries import QUERIES
 
-__all__ = ["commit"]
+__all__ = ["Committed", "StepHold", "commit"]
 
 _encoder = msgspec.json.Encoder()
 
 
-async def commit(conn: Connection, change: JobChange) -> None:
+class StepHold(msgspec.Struct, frozen=True, kw_only=True):
+    """This instance takes the step the change enqueues, to run its handler at once itself."""
+
+    instance: str
+    lease_seconds: float
+
+
+class Committed(msgspec.Struct, frozen=True, kw_only=True):
+    """What the statement answered: the held step's claim count (``None``: not held), and its clock."""
+
+    step_attempts: int | None
+    at: datetime
+
+
+async def commit(conn: Connection, change: JobChange, *, hold: StepHold | None = None) -> Committed:
     """Append the change's events after its ``expected_version`` and write its rows, atomically.
 
-    Raises ``VersionConflict`` when another writer appended first.
+    With ``hold``, a step the change enqueues due now is leased to ``hold.instance`` in the same
+    statement (no other instance is woken for it). Raises ``VersionConflict`` when another
+    writer appended first.
     """
     first = change.expected_version + 1
     events, row, tasks, webhook = change.events, change.row, change.tasks, change.webhook
     queued = tasks.queued
     try:
         async with refusing_bad_values():
-            await conn.execute(
+            row = await conn.fetchrow(
                 QUERIES["commit_job"],
                 change.job_id,
                 list(range(first, first + len(events))),
@@ -56,9 +74,12 @@ async def commit(conn: Connection, change: JobChange) -> None:
                 None if webhook is None else webhook.event_id,
                 row.state.traceparent,
                 change.remove_files,
+                None if hold is None else hold.lease_seconds,
+                None if hold is None else hold.instance,
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
         # A deadlock here is two writers of one job meeting on its rows: the same race, lost.
         raise VersionConflict(
             f"job {change.job_id} moved past version {change.expected_version} while this change was decided"
         ) from exc
+    return Committed(step_attempts=row["step_attempts"], at=row["at"])

@@ -71,6 +71,36 @@ class StepExecutor:
         self._clock = clock
         self._running: dict[asyncio.Task[None], UUID] = {}
         self._slot_freed = asyncio.Event()
+        self._reserved = 0
+        """Slots promised to commits that are taking a step for this instance (``reserve``)."""
+        self._accepting = False
+
+    @property
+    def instance(self) -> str:
+        """This instance's name: the holder of the steps it leases."""
+        return self._instance
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a step is this instance's before another may run it."""
+        return self._lease_seconds
+
+    def reserve(self) -> bool:
+        """Promise a slot to a commit that takes its step here; ``False`` when all are taken."""
+        if not self._accepting or len(self._running) + self._reserved >= self._max_concurrent:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Give back a promised slot: the commit took no step."""
+        self._reserved -= 1
+        self._slot_freed.set()
+
+    def run_held(self, step: ClaimedStep) -> None:
+        """Run the handler of a step a commit took for this instance, in its promised slot."""
+        self._reserved -= 1
+        self._spawn(step)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and run steps until ``stop`` is set, then let running handlers finish."""
@@ -81,6 +111,7 @@ class StepExecutor:
             run_loop("step-leases", self._renew_leases, renewed, interval=self._lease_seconds / 3),
             name="chronik-step-leases",
         )
+        self._accepting = True
         try:
             await run_loop(
                 "executor",
@@ -89,8 +120,10 @@ class StepExecutor:
                 interval=self._poll_interval,
                 wake=(self._wake, self._slot_freed),
             )
+            self._accepting = False
             await self.drain()
         finally:
+            self._accepting = False
             renewed.set()
             await renewing
 
@@ -103,7 +136,7 @@ class StepExecutor:
     async def _claim(self) -> float | None:
         """Claim due steps up to the free slots; at once again when every slot was filled, else when
         the next timer is due (or at the poll)."""
-        free = self._max_concurrent - len(self._running)
+        free = self._max_concurrent - len(self._running) - self._reserved
         if free > 0:
             self._slot_freed.clear()
             claimed = await self._store.claim_steps(
@@ -120,9 +153,12 @@ class StepExecutor:
 
         A cancelled step keeps its lease, which runs out, and another instance runs it again.
         """
-        if not self._running:
-            return
-        _done, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        # Looped: a commit that took its step just before the stop spawns its handler late.
+        while self._running and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._running), timeout=left)
+        pending = set(self._running)
         for task in pending:
             task.cancel()
         for task in pending:

@@ -138,6 +138,7 @@ class Instance:
             ),
             files=files,
         )
+        store.run_steps_here(executor)
         self._spawn("executor", executor.run(self._stop))
         self._spawn("watcher", self.watcher.run(self._stop))
         self._spawn("projections", self.projections.run(self._stop))

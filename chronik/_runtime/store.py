@@ -13,25 +13,51 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
 
 from chronik.adapters.postgres import event_store, idempotency, jobs, limits, steps
-from chronik.adapters.postgres.commit import commit
+from chronik.adapters.postgres.commit import StepHold, commit
 from chronik.adapters.postgres.database import Connection, Database
 from chronik.adapters.postgres.database import savepoint as in_savepoint
 from chronik.core.blueprint import Blueprint
 from chronik.core.deadlines import stamp_state_deadlines
-from chronik.core.effects import abandoned_child, change_of
+from chronik.core.effects import JobChange, abandoned_child, change_of
 from chronik.core.errors import IdempotencyKeyReused, QuotaExceeded
 from chronik.core.events import AnyEvent, JobCancelled, JobCreated
 from chronik.core.evolve import fold
 from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
 
-__all__ = ["JobStore", "Quota"]
+__all__ = ["HeldSteps", "JobStore", "Quota"]
+
+
+class HeldSteps(Protocol):
+    """Who runs the handler of a step a commit takes for this instance (the executor)."""
+
+    @property
+    def instance(self) -> str:
+        """The name the step is leased to."""
+        ...
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long the lease lasts."""
+        ...
+
+    def reserve(self) -> bool:
+        """Take a free slot for a step about to be committed; ``False`` when none is free."""
+        ...
+
+    def release(self) -> None:
+        """Give back a reserved slot whose step was not taken (the commit failed)."""
+        ...
+
+    def run_held(self, step: steps.ClaimedStep) -> None:
+        """Run a reserved step's handler now."""
+        ...
 
 
 class Quota(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,6 +85,16 @@ class JobStore:
         log recorded of it (an outcome dropped on a conflict may have stored files too)."""
         self.blueprints: Mapping[str, Blueprint] = blueprints if blueprints is not None else {}
         """The engine's blueprints: to stamp state deadlines into events (see ``stamp_state_deadlines``)."""
+        self._held: HeldSteps | None = None
+
+    def run_steps_here(self, held: HeldSteps) -> None:
+        """Let commits that make a handler due take its step for this instance and run it at once.
+
+        The step row is still written (leased, in the same statement), so a crash before the
+        handler's outcome is committed leaves a lease that runs out: another instance runs it.
+        What it saves is the queue's round trip: a NOTIFY, a wake-up and a claim per handler.
+        """
+        self._held = held
 
     async def commit(
         self,
@@ -70,6 +106,7 @@ class JobStore:
         savepoint: bool = True,
         linked: Sequence[Sequence[AnyEvent]] = (),
         blueprint: Blueprint | None = None,
+        final: bool = False,
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
@@ -83,6 +120,11 @@ class JobStore:
         (a child job). A change that abandons a running child cancels it, and its
         children, in the same transaction. ``blueprint`` is the job's, when the
         caller has it at hand (else it is looked up by name).
+
+        When the change makes a handler due now, this instance takes its step and runs it at
+        once if it has a free slot, provided the change is committed for good when this returns:
+        always without ``conn``; with ``conn``, only when the caller says so with ``final`` (its
+        statement is not inside a transaction that could still roll back).
         """
         if blueprint is None:
             blueprint = self.blueprints.get(before.blueprint if before else _blueprint_of(events))
@@ -92,19 +134,39 @@ class JobStore:
             raise ValueError("commit needs at least one event or a prior state")
         change = change_of(before, after, events, meta=meta or {}, files=self._files)
         child = abandoned_child(before, after, events)
-        if not linked and child is None:
-            async with self._writing(conn, savepoint=savepoint) as tx:
-                await commit(tx, change)
-        else:
-            # Several streams change together: one transaction (a savepoint inside the caller's).
-            async with self._writing(conn, savepoint=True, together=True) as tx:
-                await commit(tx, change)
-                for created in linked:
-                    await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
-                if child is not None:
-                    await self._cancel_child(tx, child, parent=after, meta=meta)
+        hold = self._hold(change, final=conn is None or final)
+        try:
+            if not linked and child is None:
+                async with self._writing(conn, savepoint=savepoint) as tx:
+                    done = await commit(tx, change, hold=hold)
+            else:
+                # Several streams change together: one transaction (a savepoint inside the caller's).
+                async with self._writing(conn, savepoint=True, together=True) as tx:
+                    done = await commit(tx, change, hold=hold)
+                    for created in linked:
+                        await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
+                    if child is not None:
+                        await self._cancel_child(tx, child, parent=after, meta=meta)
+        except BaseException:
+            if hold is not None and self._held is not None:
+                self._held.release()
+            raise
         self._committed(before, after, events)
+        if hold is not None and self._held is not None:
+            if done.step_attempts is None:
+                self._held.release()
+            else:
+                self._held.run_held(steps.ClaimedStep(after.job_id, done.step_attempts, done.at, after))
         return after
+
+    def _hold(self, change: JobChange, *, final: bool) -> StepHold | None:
+        """Whether this instance takes the step ``change`` makes due now (a slot is reserved)."""
+        held = self._held
+        if not final or held is None or change.step != "enqueue" or change.step_due is not None:
+            return None
+        if not held.reserve():
+            return None
+        return StepHold(instance=held.instance, lease_seconds=held.lease_seconds)
 
     @asynccontextmanager
     async def _writing(

@@ -12,7 +12,10 @@
 -- $26 a job to wake now (the parent of a child that ended), or NULL,
 -- $27 a webhook to notify (url), $28 its event name, $29 its payload jsonb, $30 its event id,
 -- $31 the job's traceparent, handed to its queued tasks,
--- $32 true when the job ended now with files in S3 to remove
+-- $32 true when the job ended now with files in S3 to remove,
+-- $33 with an enqueued step due now: the lease in seconds this instance takes on it at once, to
+-- run the handler itself (NULL: the step is queued for any instance), $34 this instance.
+-- Returns the step's claim count when this instance took it, and the database's clock.
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
     SELECT $1, e.version, e.type, e.data, $5
@@ -34,11 +37,19 @@ WITH appended AS (
         state = excluded.state
     RETURNING 1
 ), step_enqueued AS (
-    INSERT INTO job_steps (job_id, run_at)
-    SELECT $1, coalesce($15::timestamptz, now()) WHERE $14::text = 'enqueue'
+    -- A step taken here at once is inserted leased, so its trigger wakes no other instance; it
+    -- counts as a claim (``attempts``), as claim_steps would have.
+    INSERT INTO job_steps (job_id, run_at, leased_until, leased_by, attempts)
+    SELECT $1, coalesce($15::timestamptz, now()), now() + make_interval(secs => $33::float8),
+           CASE WHEN $33::float8 IS NOT NULL THEN $34::text END,
+           CASE WHEN $33::float8 IS NOT NULL THEN 1 ELSE 0 END
+    WHERE $14::text = 'enqueue'
     ON CONFLICT (job_id) DO UPDATE
-        SET run_at = coalesce($15::timestamptz, now()), leased_until = NULL, leased_by = NULL
-    RETURNING 1
+        SET run_at = coalesce($15::timestamptz, now()),
+            leased_until = now() + make_interval(secs => $33::float8),
+            leased_by = CASE WHEN $33::float8 IS NOT NULL THEN $34::text END,
+            attempts = job_steps.attempts + CASE WHEN $33::float8 IS NOT NULL THEN 1 ELSE 0 END
+    RETURNING attempts
 ), step_deleted AS (
     DELETE FROM job_steps WHERE job_id = $1 AND $14::text = 'delete'
     RETURNING 1
@@ -86,4 +97,5 @@ WITH appended AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 )
-SELECT count(*) FROM appended;
+SELECT CASE WHEN $33::float8 IS NOT NULL THEN (SELECT attempts FROM step_enqueued) END AS step_attempts,
+       now() AS at;
