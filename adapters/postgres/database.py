@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-__all__ = ["DATABASE_ERRORS", "Connection", "Database", "savepoint"]
+__all__ = ["DATABASE_ERRORS", "Connection", "Database", "in_transaction", "savepoint"]
 
 Connection: TypeAlias = asyncpg.Connection
 """An open connection, to pass to this package's functions."""
@@ -77,3 +77,8 @@ async def savepoint(conn: Connection) -> AsyncIterator[Connection]:
     """A transaction on ``conn``: a savepoint inside the caller's one, or a transaction of its own."""
     async with conn.transaction():
         yield conn
+
+
+def in_transaction(conn: Connection) -> bool:
+    """Whether ``conn`` is inside a transaction (a statement on it may still roll back)."""
+    return bool(conn.is_in_transaction())

@@ -20,7 +20,7 @@ import msgspec
 
 from chronik.adapters.postgres import event_store, idempotency, jobs, limits, steps
 from chronik.adapters.postgres.commit import StepHold, commit
-from chronik.adapters.postgres.database import Connection, Database
+from chronik.adapters.postgres.database import Connection, Database, in_transaction
 from chronik.adapters.postgres.database import savepoint as in_savepoint
 from chronik.core.blueprint import Blueprint
 from chronik.core.deadlines import stamp_state_deadlines
@@ -106,7 +106,6 @@ class JobStore:
         savepoint: bool = True,
         linked: Sequence[Sequence[AnyEvent]] = (),
         blueprint: Blueprint | None = None,
-        final: bool = False,
     ) -> JobState:
         """Append ``events`` to the stream that ``before`` was read from and return the new state.
 
@@ -123,8 +122,7 @@ class JobStore:
 
         When the change makes a handler due now, this instance takes its step and runs it at
         once if it has a free slot, provided the change is committed for good when this returns:
-        always without ``conn``; with ``conn``, only when the caller says so with ``final`` (its
-        statement is not inside a transaction that could still roll back).
+        not when it joins a transaction of the caller's, which could still roll back.
         """
         if blueprint is None:
             blueprint = self.blueprints.get(before.blueprint if before else _blueprint_of(events))
@@ -134,7 +132,7 @@ class JobStore:
             raise ValueError("commit needs at least one event or a prior state")
         change = change_of(before, after, events, meta=meta or {}, files=self._files)
         child = abandoned_child(before, after, events)
-        hold = self._hold(change, final=conn is None or final)
+        hold = self._hold(change, final=conn is None or not in_transaction(conn))
         try:
             if not linked and child is None:
                 async with self._writing(conn, savepoint=savepoint) as tx:
