@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -101,6 +102,15 @@ class Orchestrator(Protocol):
     ) -> JobState: ...
 
     async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]: ...
+
+    async def wait_for_job(self, job_id: UUID, seconds: float) -> tuple[JobState, dict[str, Any] | None]:
+        """``get_job_with_progress`` once the job has stopped, or after ``seconds`` as it is then."""
+        ...
+
+    async def job_events(self, job_id: UUID, after: int = 0) -> AsyncIterator[RecordedEvent | None] | None:
+        """The job's events after version ``after`` as they commit, until it stops; ``None`` items
+        are keep-alives. ``None`` itself when the job has stopped and nothing follows ``after``."""
+        ...
 
     async def start(self) -> None: ...
 

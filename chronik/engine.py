@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 from uuid import UUID
 
@@ -100,8 +99,7 @@ class Engine:
 
     @property
     def instance(self) -> Instance:
-        """The services of this instance (after ``start``): jobs, limits, operations, and, started
-        with its executor, the listener, executor, workers, watcher, projections and schedules."""
+        """The services of this instance (after ``start``); see ``chronik._runtime.instance``."""
         if self._instance is None:
             raise RuntimeError("the engine has not started; call `await engine.start()` first")
         return self._instance
@@ -162,9 +160,7 @@ class Engine:
         await self.start()
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
     def run(self) -> None:
@@ -195,12 +191,11 @@ class Engine:
     ) -> JobState:
         """Create a job of ``blueprint`` (a name or the object) and queue its first step.
 
-        With ``idempotency_key``, the same actor and key within 24 hours return the
-        job the first call created, and create nothing. ``timeout_seconds`` is how long
-        the job may run before it fails with ``JOB_TIMEOUT`` (default: the blueprint's).
-        ``webhook_url`` is told when the job ends or is quarantined (``WEBHOOK_SECRET`` signs it).
-        ``monthly_quota`` counts the job against ``actor``'s month (``QuotaExceeded`` past it);
-        only a job really created counts, not a refused request nor an idempotent repeat.
+        With ``idempotency_key``, the same actor and key within 24 hours return the job the first
+        call created, and create nothing. ``timeout_seconds`` is how long the job may run before it
+        fails with ``JOB_TIMEOUT`` (default: the blueprint's). ``webhook_url`` is told when the job
+        ends or is quarantined (``WEBHOOK_SECRET`` signs it). ``monthly_quota`` counts the job against
+        ``actor``'s month (``QuotaExceeded`` past it): only a job really created, no idempotent repeat.
         """
         try:
             return await self.instance.jobs.create(
@@ -223,6 +218,14 @@ class Engine:
     async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
         return await self.instance.jobs.get_with_progress(job_id)
+
+    async def wait_for_job(self, job_id: UUID, seconds: float) -> tuple[JobState, dict[str, Any] | None]:
+        """``get_job_with_progress`` once the job ended or was quarantined, or after ``seconds``."""
+        return await self.instance.waits.wait(job_id, seconds)
+
+    async def job_events(self, job_id: UUID, after: int = 0) -> AsyncIterator[RecordedEvent | None] | None:
+        """The job's events after version ``after`` as they commit, until it stops (``JobWaits.events``)."""
+        return await self.instance.waits.events(job_id, after)
 
     async def job_history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None

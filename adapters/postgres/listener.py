@@ -3,14 +3,18 @@
 Notifications are hints: they wake waiters early, and the waiters poll anyway.
 When the connection drops, the listener reconnects with backoff and wakes every
 waiter once, because notifications sent while it was away are gone.
+
+A channel is heard two ways: its ``Signal`` (a wake-up without payload, for the
+queues) and its subscribers (``subscribe``: each payload, for whoever must know
+which job changed), told on each reconnection that they may have missed some.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import asyncpg
 import structlog
@@ -41,12 +45,20 @@ class Signal:
         event.set()
 
 
+class _Subscriber(NamedTuple):
+    """Who gets a channel's payloads, and a call when some may have been lost."""
+
+    on_notify: Callable[[str], None]
+    on_reconnect: Callable[[], None] | None
+
+
 class Listener:
-    """Listen on channels and fire a ``Signal`` per channel on each notification."""
+    """Listen on channels; on each notification fire the channel's ``Signal`` and tell its subscribers."""
 
     def __init__(self, dsn: str, channels: Iterable[str], *, max_backoff: float = 5.0) -> None:
         self._dsn = dsn
         self._events = {channel: Signal() for channel in channels}
+        self._subscribers: dict[str, list[_Subscriber]] = {channel: [] for channel in self._events}
         self._max_backoff = max_backoff
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
@@ -54,6 +66,25 @@ class Listener:
     def signal(self, channel: str) -> Signal:
         """The signal fired when ``channel`` is notified."""
         return self._events[channel]
+
+    def subscribe(
+        self,
+        channel: str,
+        *,
+        on_notify: Callable[[str], None],
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        """Call ``on_notify(payload)`` for each notification on ``channel``, one of the listener's.
+
+        ``on_reconnect`` is called each time the connection is (re)established: what
+        was notified while it was down is lost, so subscribers must look again. Both
+        run on the event loop, in the listener's callback: keep them short, never block.
+        """
+        if channel not in self._subscribers:
+            raise ValueError(
+                f"the listener does not listen on {channel!r}; it listens on {sorted(self._events)}"
+            )
+        self._subscribers[channel].append(_Subscriber(on_notify, on_reconnect))
 
     async def start(self) -> None:
         """Connect and keep listening in the background until ``stop``."""
@@ -94,9 +125,23 @@ class Listener:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=2))
 
-    def _notify(self, _conn: Any, _pid: int, channel: str, _payload: str) -> None:
+    def _notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self._events[channel].fire()
+        for subscriber in self._subscribers[channel]:
+            try:
+                subscriber.on_notify(payload)
+            except Exception:
+                # One subscriber's bug must not deafen the others nor the queues.
+                log.exception("listener_subscriber_failed", channel=channel)
 
     def _wake_all(self) -> None:
         for signal in self._events.values():
             signal.fire()
+        for channel, subscribers in self._subscribers.items():
+            for subscriber in subscribers:
+                if subscriber.on_reconnect is None:
+                    continue
+                try:
+                    subscriber.on_reconnect()
+                except Exception:
+                    log.exception("listener_subscriber_failed", channel=channel)

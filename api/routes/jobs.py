@@ -1,20 +1,22 @@
-"""The client job API under ``/api/v1``: create, status, history, cancel."""
+"""The client job API under ``/api/v1``: create, status (or wait for the end), history, events, cancel."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from chronik.core.errors import InvalidInput
-from chronik.core.records import JobFilter
+from chronik.core.records import JobFilter, RecordedEvent
 
 from ..guards import client_entry_of, client_of
 from ..ports import Orchestrator
@@ -33,7 +35,12 @@ from ..schemas import (
 )
 from .admin import reload_workers
 
-__all__ = ["job_routes"]
+__all__ = ["MAX_WAIT_SECONDS", "job_routes"]
+
+MAX_WAIT_SECONDS = 60.0
+"""The longest ``GET /jobs/{id}?wait=``: a proxy's read timeout (nginx: 60 s) should be longer still."""
+
+_json = msgspec.json.Encoder()
 
 
 def _engine(state: State) -> Orchestrator:
@@ -121,19 +128,35 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
         raise InvalidInput("cursor is not one this API gave; start again without it") from None
 
 
-@get("/jobs/{job_id:str}", summary="Get a job's current state")
+@get("/jobs/{job_id:str}", summary="Get a job's current state, or wait for its end")
 async def get_job(
     job_id: FromPath[str],
     state: State,
     as_of_version: FromQuery[int | None] = None,
     as_of: FromQuery[datetime | None] = None,
+    wait: FromQuery[float | None] = None,
 ) -> JobView:
-    """The job's current state, or with ``as_of_version``/``as_of`` the state it had then (from its log)."""
+    """The job's current state, or with ``as_of_version``/``as_of`` the state it had then (from its log).
+
+    With ``wait`` (seconds, at most ``MAX_WAIT_SECONDS``) the answer comes once the job has ended or
+    was quarantined, or at the deadline with the state it has then: no need to poll.
+    """
     engine = _engine(state)
-    if as_of_version is None and as_of is None:
+    if wait is not None:
+        _check_wait(wait, time_travel=as_of_version is not None or as_of is not None)
+        job, progress = await engine.wait_for_job(_job_id(job_id), wait)
+    elif as_of_version is None and as_of is None:
         job, progress = await engine.get_job_with_progress(_job_id(job_id))
-        return JobView.of(job, progress=progress)
-    return JobView.of(await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of))
+    else:
+        return JobView.of(await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of))
+    return JobView.of(job, progress=progress)
+
+
+def _check_wait(wait: float, *, time_travel: bool) -> None:
+    if time_travel:
+        raise InvalidInput("wait is for the current state; it does not go with as_of or as_of_version")
+    if not 0 < wait <= MAX_WAIT_SECONDS:  # NaN fails too
+        raise InvalidInput(f"wait must be more than 0 and at most {MAX_WAIT_SECONDS:g} seconds, got {wait}")
 
 
 @get("/jobs/{job_id:str}/history", summary="Get a job's events")
@@ -148,6 +171,46 @@ async def get_history(
         raise InvalidInput("after_version must be a version (0 or more) and limit from 1 to 10000")
     events = await _engine(state).job_history(_job_id(job_id), after_version=after_version, limit=limit)
     return [HistoryEntry.of(recorded) for recorded in events]
+
+
+@get("/jobs/{job_id:str}/events", summary="Follow a job's events (server-sent events)")
+async def stream_events(
+    job_id: FromPath[str],
+    state: State,
+    after_version: FromQuery[int] = 0,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> ServerSentEvent | Response[None]:
+    """The job's events as they commit: ``id`` its version, ``event`` its type, ``data`` a history entry.
+
+    Starts after ``Last-Event-ID`` (an ``EventSource`` reconnecting) or ``after_version``, and
+    ends after the event that ends or quarantines the job; 204 when nothing more will come.
+    """
+    after = _resume_after(after_version, last_event_id)
+    events = await _engine(state).job_events(_job_id(job_id), after)
+    if events is None:  # 204 tells an EventSource to stop reconnecting
+        return Response(None, status_code=HTTP_204_NO_CONTENT)
+    return ServerSentEvent(_messages(events))
+
+
+def _resume_after(after_version: int, last_event_id: str | None) -> int:
+    # The header wins: an EventSource sends it on reconnecting, while its URL keeps the first start.
+    if last_event_id is not None:
+        try:
+            after_version = int(last_event_id)
+        except ValueError:
+            raise InvalidInput(f"Last-Event-ID must be an event's version, got {last_event_id!r}") from None
+    if not 0 <= after_version < 2**31:
+        raise InvalidInput(f"after_version must be a version (0 or more), got {after_version}")
+    return after_version
+
+
+async def _messages(events: AsyncIterator[RecordedEvent | None]) -> AsyncIterator[ServerSentEventMessage]:
+    async for recorded in events:
+        if recorded is None:  # quiet for a while: a comment keeps proxies from closing the stream
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
+        else:
+            data = _json.encode(HistoryEntry.of(recorded)).decode()
+            yield ServerSentEventMessage(id=recorded.version, event=recorded.type, data=data)
 
 
 @post("/jobs/{job_id:str}/approval", status_code=HTTP_200_OK, summary="Decide on a job waiting for approval")
@@ -198,6 +261,7 @@ def job_routes(guards: list[object]) -> Router:
             approve_job,
             get_job,
             get_history,
+            stream_events,
             get_webhooks,
             cancel_job,
             retry_job,

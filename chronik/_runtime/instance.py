@@ -34,17 +34,21 @@ from .operations import Operations
 from .projector import ProjectionRunner
 from .scheduler import Scheduler, check_blueprints
 from .store import JobStore
+from .watch import JobWaits, JobWatch
 from .watcher import Watcher
 from .webhooks import WebhookSender
 from .workers import WorkerService
 
-__all__ = ["STEPS_CHANNEL", "TASKS_CHANNEL", "Instance"]
+__all__ = ["JOBS_CHANNEL", "STEPS_CHANNEL", "TASKS_CHANNEL", "Instance"]
 
 STEPS_CHANNEL = "chronik_steps"
 """The NOTIFY channel of the ``job_steps`` queue (see migration 0003)."""
 
 TASKS_CHANNEL = "chronik_tasks"
 """The NOTIFY channel of the ``tasks`` queue (see migration 0004)."""
+
+JOBS_CHANNEL = "chronik_jobs"
+"""The NOTIFY channel of every change of a job, for waiting clients (see migration 0013)."""
 
 
 class Instance:
@@ -73,7 +77,13 @@ class Instance:
         )
         self.limits = RateLimiter(database, metrics, budgets)
         self.operations = Operations(store, metrics)
-        self.listener = Listener(store.database.dsn, [STEPS_CHANNEL, TASKS_CHANNEL])
+        self.listener = Listener(store.database.dsn, [STEPS_CHANNEL, TASKS_CHANNEL, JOBS_CHANNEL])
+        self.watch = JobWatch()
+        """The hub of clients waiting on jobs, fed by the listener (when it runs)."""
+        self.listener.subscribe(
+            JOBS_CHANNEL, on_notify=self.watch.notified, on_reconnect=self.watch.reconnected
+        )
+        self.waits = JobWaits(self.jobs, self.watch)
         policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
         self.workers = WorkerService(
             store,
@@ -83,10 +93,24 @@ class Instance:
             policy=policy,
             instance=settings.instance_id,
         )
+        # Idle, the watcher and the projections back off to the safety-net poll; the queues'
+        # notifications (a job moved) bring them back to their pace.
+        queues = (self.listener.signal(STEPS_CHANNEL), self.listener.signal(TASKS_CHANNEL))
         self.watcher = Watcher(
-            store, interval=settings.watcher_interval, policy=policy, instance=settings.instance_id
+            store,
+            interval=settings.watcher_interval,
+            idle_interval=settings.poll_interval,
+            wake=queues,
+            policy=policy,
+            instance=settings.instance_id,
         )
-        self.projections = ProjectionRunner(store.database, PROJECTORS, interval=settings.projection_interval)
+        self.projections = ProjectionRunner(
+            store.database,
+            PROJECTORS,
+            interval=settings.projection_interval,
+            idle_interval=settings.poll_interval,
+            wake=queues,
+        )
         self.scheduler: Scheduler | None = None
 
     async def start(self) -> None:
@@ -100,9 +124,7 @@ class Instance:
             client = settings.s3.client()
             await asyncio.to_thread(ensure_bucket, client, settings.s3.bucket)
             files = partial(TaskFiles, client, settings.s3.bucket)
-            janitor = FileJanitor(
-                store.database, client, settings.s3.bucket, interval=settings.watcher_interval
-            )
+            janitor = FileJanitor(store.database, client, settings.s3.bucket, interval=settings.poll_interval)
             self._spawn("files", janitor.run(self._stop))
         if settings.schedules_config_path:
             entries = load_schedules(settings.schedules_config_path)
@@ -147,8 +169,9 @@ class Instance:
         self._background.append(asyncio.create_task(loop, name=f"chronik-{name}"))
 
     def begin_shutdown(self) -> None:
-        """Stop taking work: answer waiting worker long-polls at once. ``stop`` does the rest."""
+        """Stop taking work: answer waiting worker long-polls and client waits at once, end streams."""
         self.workers.close()
+        self.watch.close()
 
     async def stop(self) -> None:
         """Let running handlers finish, then stop every service and the listener."""
