@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from chronik.adapters.config import ClientEntry, load_clients
+from chronik.adapters.telemetry.metrics import Metrics
 from chronik.core.errors import ConfigError
 
 from .errors import exception_handlers
@@ -59,6 +62,8 @@ def create_app(
             "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it (X-Client-Token)"
         )
     credentials = WorkerCredentials(worker_token, workers_config_path)
+    # The engine's Metrics, when it has them (a test's stand-in may not): the ports stay unchanged.
+    instruments = getattr(engine, "metrics", None)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -79,6 +84,7 @@ def create_app(
             metrics,
         ],
         exception_handlers=exception_handlers,
+        middleware=[_count_requests(instruments)] if isinstance(instruments, Metrics) else [],
         lifespan=[lifespan],
         state=State({"engine": engine, "worker_credentials": credentials}),
         openapi_config=OpenAPIConfig(
@@ -89,3 +95,24 @@ def create_app(
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
     )
+
+
+# The first path segment names the route group of chronik_http_requests_total.
+_ROUTE_GROUPS = {"api": "client", "_worker": "worker", "_public": "public"}
+
+
+def _count_requests(instruments: Metrics) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware counting each routed HTTP request by route group (a dict lookup, an increment)."""
+    requests = instruments.http_requests
+    counters = {segment: requests.labels(group) for segment, group in _ROUTE_GROUPS.items()}
+    other = requests.labels("other")
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == ScopeType.HTTP:
+                counters.get(scope["path"].split("/", 2)[1], other).inc()
+            await app(scope, receive, send)
+
+        return counted
+
+    return wrap

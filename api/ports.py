@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
 from chronik.core.blueprint import Blueprint
+from chronik.core.errors import ChronikError
 from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
 from chronik.core.wire import (
@@ -42,7 +43,21 @@ class WorkerProtocol(Protocol):
         gone: asyncio.Event | None = None,
     ) -> TaskMessage | None: ...
 
+    async def next_tasks(
+        self,
+        worker_id: str,
+        task_types: list[str],
+        wait_seconds: float,
+        *,
+        limit: int,
+        gone: asyncio.Event | None = None,
+    ) -> list[TaskMessage]: ...
+
     async def submit_result(self, result: ReportedResult) -> ResultAnswer: ...
+
+    async def submit_results(
+        self, results: Sequence[ReportedResult]
+    ) -> list[ResultAnswer | ChronikError]: ...
 
     async def report_progress(self, report: ProgressReport) -> EventAnswer: ...
 

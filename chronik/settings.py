@@ -21,23 +21,24 @@ ENVIRONMENT: dict[str, str] = {
     "CLIENT_TOKEN": "the token clients send as X-Client-Token",
     "CLIENTS_CONFIG_PATH": "a clients.toml of named clients and their tokens",
     "EXECUTOR_MAX_CONCURRENT_JOBS": "handlers running at once per instance",
-    "POLL_INTERVAL_SECONDS": "the safety-net poll for missed notifications",
+    "POLL_INTERVAL_SECONDS": "the safety-net poll for missed notifications; the slowest pace of idle loops",
     "STEP_LEASE_SECONDS": "how long a claimed step is an instance's",
     "DB_POOL_MAX_SIZE": "database connections per instance",
     "INSTANCE_ID": "this instance's name in logs and event metadata",
+    "SERVE_PROCESSES": "engine processes chronik serve runs on one port",
     "GLOBAL_WORKER_TOKEN": "the token any worker may send as X-Worker-Token",
     "WORKERS_CONFIG_PATH": "a workers.toml of per-worker tokens",
     "TASK_LEASE_SECONDS": "how long a worker holds a task without a heartbeat",
-    "WATCHER_INTERVAL_SECONDS": "how often the watcher looks for expired leases",
+    "WATCHER_INTERVAL_SECONDS": "how often the watcher looks for expired leases while the queues are busy",
     "TASK_RETRY_BASE_SECONDS": "the first retry's backoff",
     "TASK_RETRY_MAX_SECONDS": "the longest backoff",
     "WORKER_POLL_MAX_SECONDS": "the longest a worker's long-poll is held",
-    "PROJECTION_INTERVAL_SECONDS": "how often idle projections look for new events",
+    "PROJECTION_INTERVAL_SECONDS": "how often projections look for new events while jobs move",
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
     "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
-    "WORKER_RATE_LIMIT_HEARTBEATS": "heartbeats per minute per worker",
-    "WORKER_RATE_LIMIT_POLLS": "task polls per minute per worker",
-    "WORKER_RATE_LIMIT_OTHER": "other worker calls per minute per worker",
+    "WORKER_RATE_LIMIT_HEARTBEATS": "too-frequent heartbeats per minute per worker",
+    "WORKER_RATE_LIMIT_POLLS": "empty polls per minute per worker",
+    "WORKER_RATE_LIMIT_OTHER": "refused worker requests and failed authentications per minute",
     "WEBHOOK_SECRET": "the key that signs webhook notifications",
     "S3_ENDPOINT": "the S3-compatible storage of task_files (http(s)://host:port)",
     "S3_ACCESS_KEY": "its access key",
@@ -77,14 +78,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``CLIENTS_CONFIG_PATH``: a ``clients.toml`` of named clients (``[name] token = "..."``)."""
     max_concurrent_jobs: int = 100
     """``EXECUTOR_MAX_CONCURRENT_JOBS``: handlers running at once in this instance."""
-    poll_interval: float = 5.0
-    """``POLL_INTERVAL_SECONDS``: the safety-net poll for missed notifications (jittered)."""
+    poll_interval: float = 30.0
+    """``POLL_INTERVAL_SECONDS``: the safety-net poll for missed notifications (jittered), and the
+    slowest pace the watcher and projections back off to while nothing happens."""
     step_lease_seconds: float = 300.0
     """``STEP_LEASE_SECONDS``: how long a claimed step is this instance's before another may take it."""
     pool_max_size: int = 20
     """``DB_POOL_MAX_SIZE``: the most database connections this instance opens (plus one for LISTEN)."""
     instance_id: str = ""
     """``INSTANCE_ID``: this instance's name in logs and event metadata; host and pid by default."""
+    serve_processes: int = 1
+    """``SERVE_PROCESSES``: engine processes ``chronik serve`` runs, sharing its port (``--processes``)."""
     global_worker_token: str | None = None
     """``GLOBAL_WORKER_TOKEN``: the token any worker may send as ``X-Worker-Token``."""
     workers_config_path: str | None = None
@@ -92,7 +96,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_lease_seconds: float = 60.0
     """``TASK_LEASE_SECONDS``: how long a worker holds a task without a heartbeat or progress."""
     watcher_interval: float = 2.0
-    """``WATCHER_INTERVAL_SECONDS``: how often the watcher looks for expired leases and timeouts."""
+    """``WATCHER_INTERVAL_SECONDS``: how often the watcher looks for expired leases and timeouts
+    while tasks are queued (idle, it backs off to ``POLL_INTERVAL_SECONDS``)."""
     retry_base_seconds: float = 1.0
     """``TASK_RETRY_BASE_SECONDS``: the first retry waits between half of this and this."""
     retry_max_seconds: float = 300.0
@@ -100,17 +105,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_poll_seconds: float = 60.0
     """``WORKER_POLL_MAX_SECONDS``: the longest a worker's long-poll is held, whatever it asks."""
     projection_interval: float = 1.0
-    """``PROJECTION_INTERVAL_SECONDS``: how often idle projections look for new events (jittered)."""
+    """``PROJECTION_INTERVAL_SECONDS``: how often projections look for new events while jobs move
+    (jittered; idle, they back off to ``POLL_INTERVAL_SECONDS``)."""
     schedules_config_path: str | None = None
     """``SCHEDULES_CONFIG_PATH``: a ``schedules.toml`` of blueprints to start on a schedule."""
     client_rate_limit: int = 0
     """``CLIENT_RATE_LIMIT_PER_MINUTE``: requests per minute of a client without its own limit; 0: none."""
     worker_rate_heartbeats: int = 120
-    """``WORKER_RATE_LIMIT_HEARTBEATS``: heartbeats per minute per worker (Avtomatika's default); 0: none."""
+    """``WORKER_RATE_LIMIT_HEARTBEATS``: heartbeats per minute per worker that come sooner than
+    ``60 / this`` seconds after the worker's previous one (a steady beat costs nothing); 0: none."""
     worker_rate_polls: int = 60
-    """``WORKER_RATE_LIMIT_POLLS``: task polls per minute per worker (Avtomatika's default); 0: none."""
+    """``WORKER_RATE_LIMIT_POLLS``: empty polls (204) per minute per worker; a poll that takes a task
+    costs nothing; 0: none."""
     worker_rate_other: int = 100
-    """``WORKER_RATE_LIMIT_OTHER``: other calls per minute per worker (Avtomatika's default); 0: none."""
+    """``WORKER_RATE_LIMIT_OTHER``: refused requests (4xx) per minute per worker, and failed
+    authentications per minute per worker id and per client address; 0: none."""
     s3: S3Config | None = None
     """``S3_ENDPOINT``, ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, ``S3_BUCKET``, ``S3_REGION``: where
     ``task_files`` keep job payloads; None (no ``S3_ENDPOINT``): no ``task_files``."""
@@ -137,10 +146,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             client_token=env.get("CLIENT_TOKEN") or None,
             clients_config_path=env.get("CLIENTS_CONFIG_PATH") or None,
             max_concurrent_jobs=_number(env, "EXECUTOR_MAX_CONCURRENT_JOBS", int, 100, minimum=1),
-            poll_interval=_number(env, "POLL_INTERVAL_SECONDS", float, 5.0, minimum=0.05),
+            poll_interval=_number(env, "POLL_INTERVAL_SECONDS", float, 30.0, minimum=0.05),
             step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", int, 20, minimum=2),
             instance_id=env.get("INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            serve_processes=_number(env, "SERVE_PROCESSES", int, 1, minimum=1),
             global_worker_token=env.get("GLOBAL_WORKER_TOKEN") or None,
             workers_config_path=env.get("WORKERS_CONFIG_PATH") or None,
             task_lease_seconds=_number(env, "TASK_LEASE_SECONDS", float, 60.0, minimum=1),

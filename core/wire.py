@@ -13,6 +13,12 @@ when it succeeds, still reads as a success.
 
 Task ids on the wire name one attempt, ``<task uuid>:<attempt>`` (:class:`TaskRef`). They
 are parsed where a message comes in, so the service only sees parsed references.
+
+Two extensions save round trips and change no existing message: a poll that asks for
+``max_tasks`` is answered :class:`TasksAnswer` (several tasks), and ``POST
+/_worker/tasks/results`` takes :class:`ResultsBody` (several results) and answers
+:class:`ResultsAnswer`. A poll without ``max_tasks`` gets one :class:`TaskMessage`, as
+Avtomatika's worker expects.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from uuid import UUID
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .errors import InvalidInput
+from .errors import Forbidden, InvalidInput
 from .events import ErrorInfo
 
 __all__ = [
+    "MAX_RESULTS_PER_MESSAGE",
+    "MAX_TASKS_PER_POLL",
     "PROTOCOL_VERSION",
     "EventAnswer",
     "EventBody",
@@ -39,15 +47,24 @@ __all__ = [
     "ReportedResult",
     "ResultAnswer",
     "ResultBody",
+    "ResultsAnswer",
+    "ResultsBody",
     "SkillInfo",
     "TaskErrorBody",
     "TaskMessage",
     "TaskMetadata",
     "TaskRef",
+    "TasksAnswer",
 ]
 
 PROTOCOL_VERSION = "1.0b17"
 """The ``rxon`` version chronik speaks; the SDK sends it as ``X-RXON-Version``."""
+
+MAX_TASKS_PER_POLL = 1000
+"""The most tasks one poll takes (``max_tasks``, chronik's extension); a larger ask gets this many."""
+
+MAX_RESULTS_PER_MESSAGE = 1000
+"""The most results one ``POST /_worker/tasks/results`` carries."""
 
 
 class TaskRef(msgspec.Struct, frozen=True):
@@ -175,6 +192,42 @@ class ResultBody(msgspec.Struct, kw_only=True):
         )
 
 
+class ResultsBody(msgspec.Struct, kw_only=True):
+    """``POST /_worker/tasks/results``: several results in one message (chronik's extension of rxon).
+
+    The message is signed as a whole, like any other; each entry is a :class:`ResultBody`
+    with its own task id. Entries stay plain until :meth:`reports` reads them one by one,
+    so that a bad entry is answered in its place instead of refusing the others.
+    """
+
+    results: Annotated[list[Any], msgspec.Meta(min_length=1, max_length=MAX_RESULTS_PER_MESSAGE)]
+    """The entries as sent (each should be a ``ResultBody``; even one that is not an object is
+    answered in its place)."""
+
+    def reports(self, worker_id: str) -> list[ReportedResult | InvalidInput | Forbidden]:
+        """Each entry as ``worker_id`` reports it, or why it is refused, in the order sent."""
+        reports: list[ReportedResult | InvalidInput | Forbidden] = []
+        for index, entry in enumerate(self.results):
+            try:
+                body = msgspec.convert(entry, ResultBody)
+            except msgspec.ValidationError as exc:
+                reports.append(InvalidInput(f"invalid ResultBody at results[{index}]: {exc}"))
+                continue
+            if body.worker_id is not None and body.worker_id != worker_id:
+                reports.append(
+                    Forbidden(
+                        f"results[{index}]: the worker_id {body.worker_id!r} is not the "
+                        f"authenticated worker {worker_id!r}"
+                    )
+                )
+                continue
+            try:
+                reports.append(body.report(worker_id))
+            except InvalidInput as exc:
+                reports.append(exc)
+        return reports
+
+
 class EventBody(msgspec.Struct, kw_only=True):
     """``POST /_worker/events``: progress (``event_type="progress"``) or a custom event."""
 
@@ -273,12 +326,29 @@ class HeartbeatAnswer(msgspec.Struct, kw_only=True):
     cancel_task_ids: list[str] = []
 
 
+class TasksAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a poll that asked for ``max_tasks``: the tasks it took (at least one)."""
+
+    tasks: list[TaskMessage]
+
+
 class ResultAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The answer to a result: ``accepted``, or ``ignored`` with the reason."""
+    """The answer to a result: ``accepted``, or ``ignored`` with the reason.
+
+    In a batch's answer an entry may also be ``refused`` (the request's fault: ``reason`` is
+    the error code the single route answers, e.g. ``TASK_NOT_HELD``; sending it again changes
+    nothing) or ``error`` (the server's: send it again later).
+    """
 
     status: str
     reason: str | None = None
     message: str | None = None
+
+
+class ResultsAnswer(msgspec.Struct, kw_only=True):
+    """The answer to a batch of results: one :class:`ResultAnswer` per entry, in order."""
+
+    results: list[ResultAnswer]
 
 
 class EventAnswer(msgspec.Struct, kw_only=True):

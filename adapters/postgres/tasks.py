@@ -27,6 +27,8 @@ __all__ = [
     "extend_leases",
     "find",
     "find_dispatching_job",
+    "find_many",
+    "lock_job",
     "record_progress",
 ]
 
@@ -125,6 +127,36 @@ async def find(conn: asyncpg.Connection, task_id: UUID, *, lock: bool = False) -
         job=None if row["job_state"] is None else _state.decode(row["job_state"]),
         fan_out=bool(row["fan_out"]),
     )
+
+
+async def find_many(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[HeldTask]:
+    """The queue rows of ``task_ids`` that have one, without their jobs' states (``job`` is None)."""
+    rows = await conn.fetch(QUERIES["find_tasks"], task_ids)
+    return [
+        HeldTask(
+            task_id=UUID(str(row["task_id"])),
+            job_id=UUID(str(row["job_id"])),
+            task_type=row["task_type"],
+            attempt=row["attempt"],
+            status=row["status"],
+            worker_id=row["worker_id"],
+            claimed_at=row["claimed_at"],
+            job=None,
+        )
+        for row in rows
+    ]
+
+
+async def lock_job(conn: asyncpg.Connection, job_id: UUID) -> JobState | None:
+    """The job's state, its row locked until the transaction ends; ``None`` when it has no row.
+
+    ``VersionConflict`` when PostgreSQL breaks a deadlock with a writer that did not queue.
+    """
+    try:
+        raw = await conn.fetchval(QUERIES["lock_job_state"], job_id)
+    except asyncpg.DeadlockDetectedError as exc:
+        raise VersionConflict(f"job {job_id} is being changed by another writer") from exc
+    return None if raw is None else _state.decode(raw)
 
 
 async def find_dispatching_job(conn: asyncpg.Connection, task_id: UUID) -> UUID | None:

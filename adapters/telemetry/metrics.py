@@ -63,6 +63,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.http_requests = Counter(
+            "chronik_http_requests",
+            "HTTP requests the API received, by route group: client (/api), worker (/_worker), public, other",
+            ["route"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "chronik_rate_limited",
             "Requests refused for a rate limit or quota",

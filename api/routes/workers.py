@@ -1,7 +1,10 @@
 """The worker protocol under ``/_worker``: Avtomatika's routes, so its workers run unchanged.
 
 Each handler reads its message into the Structs of ``core/wire.py`` (task ids parsed
-here, at the edge) and calls the worker service through its port.
+here, at the edge) and calls the worker service through its port. Two extensions save
+round trips: ``max_tasks`` on a poll, and ``POST /_worker/tasks/results``. What a request
+wastes (an empty poll, a refusal) is counted against the worker's budgets once its
+outcome is known; a request that does work costs no count.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from chronik.core.errors import Forbidden, InvalidInput
+from chronik.core.errors import ChronikError, Forbidden, InvalidInput
 from chronik.core.wire import (
+    MAX_TASKS_PER_POLL,
     PROTOCOL_VERSION,
     EventAnswer,
     EventBody,
@@ -24,13 +28,17 @@ from chronik.core.wire import (
     HeartbeatBody,
     RegisterAnswer,
     RegisterBody,
+    ReportedResult,
     ResultAnswer,
     ResultBody,
+    ResultsAnswer,
+    ResultsBody,
     TaskMessage,
+    TasksAnswer,
 )
 
 from ..ports import Orchestrator, WorkerProtocol
-from ..worker_auth import check_signature, worker_guard
+from ..worker_auth import charge, charging_refusals, check_signature, is_refusal, worker_guard
 
 __all__ = ["PROTOCOL_VERSION", "worker_routes"]
 
@@ -67,8 +75,9 @@ async def _message(request: Request[Any, Any, Any], kind: type[T], *, ignore: tu
 @post("/workers/register", status_code=HTTP_200_OK)
 async def register(request: Request[Any, Any, Any], state: State) -> RegisterAnswer:
     """Register a worker and the task types (skills) it runs."""
-    body = await _message(request, RegisterBody)
-    return await _service(state).register(body)
+    async with charging_refusals(request):
+        body = await _message(request, RegisterBody)
+        return await _service(state).register(body)
 
 
 @patch("/workers/{worker_id:str}", status_code=HTTP_200_OK)
@@ -76,8 +85,10 @@ async def heartbeat(
     worker_id: FromPath[str], request: Request[Any, Any, Any], state: State
 ) -> HeartbeatAnswer:
     """The worker is alive: extend its leases; ``cancel_task_ids`` lists the attempts it must stop."""
-    body = await _message(request, HeartbeatBody)
-    return await _service(state).heartbeat(worker_id, body.running())
+    await charge(request, "heartbeats")  # counted only when it comes too soon after the last one
+    async with charging_refusals(request):
+        body = await _message(request, HeartbeatBody)
+        return await _service(state).heartbeat(worker_id, body.running())
 
 
 async def _until_disconnected(request: Request[Any, Any, Any], gone: asyncio.Event) -> None:
@@ -94,44 +105,87 @@ async def next_task(
     state: State,
     timeout: FromQuery[float] = 30.0,  # noqa: ASYNC109 (the protocol names this query parameter)
     available_skills: FromQuery[str] = "",
-) -> Response[TaskMessage | None]:
-    """Long-poll for a task of the worker's available skills: the task, or 204 after ``timeout`` s."""
+    max_tasks: FromQuery[int | None] = None,
+) -> Response[TaskMessage | TasksAnswer | None]:
+    """Long-poll for tasks of the worker's available skills, or 204 after ``timeout`` s.
+
+    Without ``max_tasks`` the answer is one task, as Avtomatika's workers expect; with it,
+    ``{"tasks": [...]}`` of up to that many (chronik's extension). An empty poll counts
+    against the worker's poll budget.
+    """
+    async with charging_refusals(request):
+        if max_tasks is not None and max_tasks < 1:
+            raise InvalidInput(f"max_tasks must be at least 1, got {max_tasks}")
     skills = [name for name in available_skills.split(",") if name]
     gone = asyncio.Event()
     listening = asyncio.create_task(_until_disconnected(request, gone))
     try:
-        task = await _service(state).next_task(worker_id, skills, timeout, gone=gone)
+        limit = min(max_tasks or 1, MAX_TASKS_PER_POLL)
+        taken = await _service(state).next_tasks(worker_id, skills, timeout, limit=limit, gone=gone)
     finally:
         listening.cancel()
-    if task is None:
+    if not taken:
+        if not gone.is_set():
+            await charge(request, "polls")
         return Response(content=None, status_code=HTTP_204_NO_CONTENT)
-    return Response(content=task, status_code=HTTP_200_OK)
+    answer = taken[0] if max_tasks is None else TasksAnswer(tasks=taken)
+    return Response(content=answer, status_code=HTTP_200_OK)
 
 
 @post("/tasks/result", status_code=HTTP_200_OK)
 async def result(request: Request[Any, Any, Any], state: State) -> ResultAnswer:
     """Settle a task attempt; a repeat or a late result is answered ``ignored``."""
-    body = await _message(request, ResultBody)
+    async with charging_refusals(request):
+        body = await _message(request, ResultBody)
+        worker_id, _secret = request.state.worker
+        return await _service(state).submit_result(body.report(worker_id))
+
+
+@post("/tasks/results", status_code=HTTP_200_OK)
+async def results(request: Request[Any, Any, Any], state: State) -> ResultsAnswer:
+    """Settle several results (chronik's extension): one answer per entry, in order.
+
+    Each entry is settled as ``/tasks/result`` settles it, and a refused one is answered
+    in its place (``refused``, its error code); only a bad message (its JSON, token or
+    signature) refuses the whole. Each refused entry counts against the ``other`` budget.
+    """
+    async with charging_refusals(request):
+        body = await _message(request, ResultsBody)
     worker_id, _secret = request.state.worker
-    return await _service(state).submit_result(body.report(worker_id))
+    reports = body.reports(worker_id)
+    parsed = [report for report in reports if isinstance(report, ReportedResult)]
+    settled = iter(await _service(state).submit_results(parsed))
+    answers = [_answer(next(settled) if isinstance(r, ReportedResult) else r) for r in reports]
+    for _refused in range(sum(answer.status == "refused" for answer in answers)):
+        await charge(request, "other")
+    return ResultsAnswer(results=answers)
+
+
+def _answer(outcome: ResultAnswer | ChronikError) -> ResultAnswer:
+    """A batch entry's answer: the result's own, or its error as ``refused`` or ``error``."""
+    if isinstance(outcome, ResultAnswer):
+        return outcome
+    status = "refused" if is_refusal(outcome) else "error"
+    return ResultAnswer(status=status, reason=outcome.code, message=outcome.message)
 
 
 @post("/events", status_code=HTTP_200_OK)
 async def events(request: Request[Any, Any, Any], state: State) -> EventAnswer:
     """Progress of a running attempt (extends its lease); other event types are accepted and logged."""
-    body = await _message(request, EventBody, ignore=("bubbling_chain",))
-    worker_id, _secret = request.state.worker
-    report = body.progress_report(worker_id)
-    if report is None:
-        return EventAnswer()
-    return await _service(state).report_progress(report)
+    async with charging_refusals(request):
+        body = await _message(request, EventBody, ignore=("bubbling_chain",))
+        worker_id, _secret = request.state.worker
+        report = body.progress_report(worker_id)
+        if report is None:
+            return EventAnswer()
+        return await _service(state).report_progress(report)
 
 
 def worker_routes(credentials: Any) -> Router:
     """The worker routes, behind the worker guard."""
     return Router(
         path="/_worker",
-        route_handlers=[register, heartbeat, next_task, result, events],
+        route_handlers=[register, heartbeat, next_task, result, results, events],
         guards=[worker_guard(credentials)],
         tags=["workers"],
     )

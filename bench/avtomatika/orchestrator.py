@@ -32,6 +32,7 @@ PORT                 HTTP port (default 8082)
 HOST                 bind address (default 127.0.0.1)
 CLIENT_TOKEN         client token for X-Client-Token (default "bench-client-token")
 REDIS_HOST/PORT/DB   Redis (default 127.0.0.1 / 6379 / 5). A dedicated DB number.
+REDIS_MAX_CONNECTIONS  the Redis client's pool size (default 1000; see below)
 AVT_FLUSH_REDIS      "1" (default) runs FLUSHDB on REDIS_DB at start, so runs are
                      independent. "0" keeps the data.
 WORKERS_CONFIG_PATH  an existing workers.toml to use as-is. If unset, one is
@@ -84,6 +85,14 @@ What differs from Avtomatika's defaults, and why
   aiohttp's per-request access log and redis-py's DEBUG lines would still go out.
 * API_HOST is 127.0.0.1 (the default is 0.0.0.0).
 * The event loop is uvloop (AVT_UVLOOP=1).
+* The Redis client's pool holds up to 1000 connections (REDIS_MAX_CONNECTIONS).
+  Avtomatika leaves making the client to its user, and redis-py 8.1 (the version
+  avtomatika[redis] pins) allows 100 by default and then fails the command
+  ("Too many connections") instead of waiting. With 64 polling clients, the
+  worker's long-poll and the watcher re-dispatching a batch of jobs at once, that
+  limit was hit, and status requests answered 500. Redis itself allows 10000 clients.
+* For the benchmark's counts, one added middleware counts the HTTP requests by
+  route group, served at ``GET /_bench/requests`` (see ``_count_requests``).
 Nothing else changes. History storage is off, which is the default (no
 HISTORY_DATABASE_URI). Telemetry is off because opentelemetry is not installed.
 
@@ -123,6 +132,7 @@ CLIENT_TOKEN = _env("CLIENT_TOKEN", "bench-client-token")
 REDIS_HOST = _env("REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(_env("REDIS_PORT", "6379"))
 REDIS_DB = int(_env("REDIS_DB", "5"))
+REDIS_MAX_CONNECTIONS = int(_env("REDIS_MAX_CONNECTIONS", "1000"))
 FLUSH_REDIS = _env("AVT_FLUSH_REDIS", "1") == "1"
 WORKER_TOKEN = _env("WORKER_TOKEN", "bench-worker-token")
 WORKER_COUNT = int(_env("WORKER_COUNT", "16"))
@@ -158,6 +168,7 @@ for _key, _value in {
     if not os.environ.get(_key):
         os.environ[_key] = _value
 
+from aiohttp import web  # noqa: E402
 from avtomatika import Blueprint, OrchestratorEngine  # noqa: E402
 from avtomatika.config import Config  # noqa: E402
 from avtomatika.storage.redis import RedisStorage  # noqa: E402
@@ -222,7 +233,12 @@ async def main() -> None:
     config = Config()
     _write_configs(config)
 
-    redis = Redis(host=config.REDIS_HOST, port=config.REDIS_PORT, db=config.REDIS_DB)
+    redis = Redis(
+        host=config.REDIS_HOST,
+        port=config.REDIS_PORT,
+        db=config.REDIS_DB,
+        max_connections=REDIS_MAX_CONNECTIONS,
+    )
     try:
         await redis.ping()
     except Exception as exc:
@@ -235,6 +251,7 @@ async def main() -> None:
         await redis.flushdb()
 
     engine = OrchestratorEngine(RedisStorage(redis), config)
+    _count_requests(engine.app)
     # Avtomatika's LogManager sets LOG_LEVEL on the "avtomatika" logger but puts
     # the root logger at DEBUG. Then aiohttp writes an access-log line for every
     # request and redis-py logs its DEBUG lines. Make LOG_LEVEL apply to them too.
@@ -258,6 +275,28 @@ async def main() -> None:
     finally:
         await _shutdown(engine)
         await redis.aclose()
+
+
+def _count_requests(app: web.Application) -> None:
+    """Count every HTTP request by route group; ``GET /_bench/requests`` answers the counts.
+
+    Added by the benchmark (bench/run.py reads it before and after a run), not part of
+    Avtomatika: the outermost middleware, one dict lookup and one increment per request,
+    as chronik's chronik_http_requests_total. The worker's requests are the ``worker`` group.
+    """
+    counts = {"client": 0, "worker": 0, "public": 0, "other": 0}
+    groups = {"api": "client", "_worker": "worker", "_public": "public"}
+
+    @web.middleware
+    async def count(request: web.Request, handler):
+        counts[groups.get(request.path.split("/", 2)[1], "other")] += 1
+        return await handler(request)
+
+    async def report(_request: web.Request) -> web.Response:
+        return web.json_response(counts)
+
+    app.middlewares.insert(0, count)
+    app.router.add_get("/_bench/requests", report)
 
 
 async def _shutdown(engine: OrchestratorEngine) -> None:

@@ -71,6 +71,8 @@ class StepExecutor:
         self._clock = clock
         self._running: dict[asyncio.Task[None], UUID] = {}
         self._slot_freed = asyncio.Event()
+        self._timers_read: tuple[asyncio.Event | None, float | None] = (None, None)
+        """The wake signal's event when the next timer was last read, and when that timer is due."""
         self._reserved = 0
         """Slots promised to commits that are taking a step for this instance (``reserve``)."""
         self._accepting = False
@@ -175,11 +177,23 @@ class StepExecutor:
         self._slot_freed.set()
 
     async def _seconds_to_next_step(self) -> float | None:
+        # A timer only appears or moves with a step row inserted or updated unleased, which
+        # notifies every instance (and the listener wakes everyone after a reconnect). So while
+        # no notification came since the last read, and the timer it found has not come, that
+        # read still holds: an idle poll costs the claim alone, not this query too.
+        now = asyncio.get_running_loop().time()
+        read, due = self._timers_read
+        if read is not None and not read.is_set() and (due is None or due > now):
+            return None if due is None else due - now
+        notified = self._wake.current()
         try:
-            return await self._store.seconds_to_next_step()
+            seconds = await self._store.seconds_to_next_step()
         except Exception:
             log.exception("next_step_failed")
+            self._timers_read = (None, None)
             return None
+        self._timers_read = (notified, None if seconds is None else now + seconds)
+        return seconds
 
     async def _run_step(self, step: ClaimedStep) -> None:
         bound = log.bind(job_id=str(step.job_id), attempt=step.attempts)

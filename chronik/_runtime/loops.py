@@ -3,9 +3,17 @@
 Every daemon of an instance (executor, watcher, projections, webhooks, files)
 is a ``tick`` run by ``run_loop``. A tick returns how soon it wants to run again:
 ``BUSY`` (at once: it found a full page of work), a number of seconds (a timer
-is due sooner than the poll), or ``None`` (the usual poll). The poll is jittered
-so that the safety-net polls of many instances spread apart, and any wake-up
-(a NOTIFY, a freed slot, stop) ends the wait early.
+is due sooner than the poll, or it found some work), or ``None`` (it found
+nothing: the usual poll). The poll is jittered so that the safety-net polls of
+many instances spread apart, and any wake-up (a NOTIFY, a freed slot, stop) ends
+the wait early.
+
+A loop given an ``idle_interval`` backs off while it is idle: after each tick
+that found nothing, with nothing waking it, its wait doubles from ``interval``
+up to ``idle_interval``, so an idle instance costs the database a query per loop
+every ``idle_interval`` rather than every ``interval``. Work found or a wake-up
+brings it back to ``interval``; a wake-up never makes it tick more often than
+once per ``interval``, so a stream of notifications cannot turn it into a busy loop.
 """
 
 from __future__ import annotations
@@ -48,12 +56,19 @@ async def run_loop(
     *,
     interval: float,
     wake: Sequence[Signal | asyncio.Event] = (),
+    idle_interval: float | None = None,
 ) -> None:
     """Run ``tick`` until ``stop`` is set; an error is logged and the loop goes on after its wait.
 
     ``wake`` are signals (taken before each tick, so a notification that arrives
-    while it runs still counts) and events that end a wait early.
+    while it runs still counts) and events that end a wait early. With
+    ``idle_interval``, the loop starts idle and backs off while idle (see above).
     """
+    clock = asyncio.get_running_loop().time
+    longest = interval if idle_interval is None else max(interval, idle_interval)
+    # Starting idle: an instance that starts into a quiet cluster goes straight to its slow
+    # poll; the first tick runs at once anyway, and work or a wake-up brings the pace back.
+    poll = longest
     while not stop.is_set():
         woken = [source.current() if isinstance(source, Signal) else source for source in wake]
         try:
@@ -63,6 +78,19 @@ async def run_loop(
             again = None
         if stop.is_set():
             return
-        timeout = jittered(interval) if again is None else min(jittered(interval), max(0.0, again))
-        if timeout > 0:
-            await wait_any([stop, *woken], seconds=timeout)
+        ticked = clock()
+        if again is None:
+            timeout = jittered(poll)
+            poll = min(longest, poll * 2)
+        else:
+            timeout = min(jittered(interval), max(0.0, again))
+            poll = interval
+        if timeout <= 0:
+            continue
+        await wait_any([stop, *woken], seconds=timeout)
+        if idle_interval is not None and any(event.is_set() for event in woken) and not stop.is_set():
+            poll = interval
+            # Woken early: tick again, but not sooner than ``interval`` after the last tick.
+            rest = ticked + interval - clock()
+            if rest > 0:
+                await wait_any([stop], seconds=rest)

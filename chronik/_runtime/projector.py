@@ -2,16 +2,20 @@
 
 A batch is one transaction: take the projection's checkpoint row (skipping it when
 another instance holds it), apply the next page of the log, move the checkpoint.
+The runner looks every ``interval`` while events come in; idle, it backs off to
+``idle_interval``, and a notification of the queues (a job moved) brings it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import structlog
 
 from chronik.adapters.postgres import checkpoints
 from chronik.adapters.postgres.database import Database
+from chronik.adapters.postgres.listener import Signal
 from chronik.projections.framework import Projector, StateCache, apply_batch
 
 from .loops import BUSY, run_loop
@@ -25,17 +29,33 @@ class ProjectionRunner:
     """Keeps the asynchronous projections up with the log."""
 
     def __init__(
-        self, database: Database, projectors: tuple[Projector, ...], *, interval: float, batch: int = 1000
+        self,
+        database: Database,
+        projectors: tuple[Projector, ...],
+        *,
+        interval: float,
+        idle_interval: float | None = None,
+        wake: Sequence[Signal] = (),
+        batch: int = 1000,
     ) -> None:
         self._database = database
         self._projectors = projectors
         self._interval = interval
+        self._idle_interval = idle_interval
+        self._wake = wake
         self._batch = batch
         self._caches = {projector.name: StateCache() for projector in projectors}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Apply new events until ``stop``; a full page is followed at once by the next."""
-        await run_loop("projections", self._tick, stop, interval=self._interval)
+        """Apply new events until ``stop``; a page that moved a projection is followed at once by the next."""
+        await run_loop(
+            "projections",
+            self._tick,
+            stop,
+            interval=self._interval,
+            idle_interval=self._idle_interval,
+            wake=self._wake,
+        )
 
     async def _tick(self) -> float | None:
         busy = False

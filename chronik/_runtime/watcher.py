@@ -5,6 +5,14 @@ Each instance runs a watcher loop, but only the one holding the cluster's
 lock's connection closes, PostgreSQL releases the lock, and another instance
 takes over on its next try. Leases live on the task rows, so nothing here
 depends on a worker row that may be gone.
+
+It sweeps every ``interval`` while the queues are busy. When sweeps find nothing
+and no task or step is queued meanwhile, it backs off to ``idle_interval``; a
+queued task (each dispatch, retry and re-queue sends a notification) or a step
+brings it back. So an idle cluster costs a sweep per ``idle_interval``, and an
+attempt is ended within ``interval`` of its lease or deadline while work flows;
+in a cluster that has been quiet for a while (one long task running alone, say)
+it may take up to ``idle_interval``.
 """
 
 from __future__ import annotations
@@ -12,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
 
 from chronik.adapters.postgres import idempotency, limits, tasks
 from chronik.adapters.postgres.database import Connection
+from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.locks import SingletonLock
 from chronik.core.errors import VersionConflict
 from chronik.core.events import AnyEvent
@@ -47,10 +56,14 @@ class Watcher:
         interval: float,
         policy: RetryPolicy,
         instance: str,
+        idle_interval: float | None = None,
+        wake: Sequence[Signal] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._interval = interval
+        self._idle_interval = idle_interval
+        self._wake = wake
         self._policy = policy
         self._instance = instance
         self._clock = clock
@@ -65,21 +78,31 @@ class Watcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Try for the lock and sweep while holding it, until ``stop``."""
         try:
-            await run_loop("watcher", self._tick, stop, interval=self._interval)
+            await run_loop(
+                "watcher",
+                self._tick,
+                stop,
+                interval=self._interval,
+                idle_interval=self._idle_interval,
+                wake=self._wake,
+            )
         finally:
             await self._lock.release()
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> float | None:
+        """Sweep if this instance holds the lock; the usual pace again when the sweep ended something."""
         was_active = self.active
         try:
             if await self._lock.try_hold():
                 if not was_active:
                     log.info("watcher_active", instance=self._instance)
-                await self.sweep()
+                if await self.sweep():
+                    return self._interval
         except Exception:
             # The next round takes the lock again, or leaves it to another instance.
             await self._lock.release()
             raise
+        return None
 
     async def sweep(self) -> int:
         """End every expired attempt; return how many were handled.

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
 import structlog
 from msgspec import UNSET
@@ -23,8 +26,9 @@ from chronik.adapters.postgres import tasks, workers
 from chronik.adapters.postgres.database import Connection, savepoint
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.telemetry.tracing import job_span
-from chronik.core.errors import InvalidInput, TaskNotFound, TaskNotHeld, WorkerNotFound
-from chronik.core.events import FilesStored, TaskCompleted, TaskFailed
+from chronik.core.errors import ChronikError, InvalidInput, TaskNotFound, TaskNotHeld, WorkerNotFound
+from chronik.core.events import AnyEvent, FilesStored, TaskCompleted, TaskFailed
+from chronik.core.evolve import fold
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState
 from chronik.core.tasks import TaskResult, decide_task_result
@@ -49,8 +53,17 @@ __all__ = ["WorkerService"]
 
 log = structlog.get_logger("chronik.workers")
 
-_RECHECK_SECONDS = 2.0
-"""Idle polls look again this often: a retry that becomes due sends no notification."""
+_RECHECK_SECONDS = 15.0
+"""Idle polls look again this often: a retry that becomes due sends no notification. Each look is a
+query per waiting poll (an SDK worker keeps up to 4 waiting), so this is most of an idle worker's
+cost; a queue with other traffic wakes its polls, and they find due retries, much sooner."""
+
+
+_SETTLING_AT_ONCE = 4
+"""Results of one batch settled at the same time (each holds a connection while it settles)."""
+
+_CANCELLED = ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
+"""The answer to a result of an attempt of a cancelled job."""
 
 
 class WorkerService:
@@ -130,8 +143,25 @@ class WorkerService:
         ``gone`` is set when the worker hung up: a poll of a dead worker must not
         take a task that would then wait out a whole lease.
         """
+        taken = await self.next_tasks(worker_id, task_types, wait_seconds, limit=1, gone=gone)
+        return taken[0] if taken else None
+
+    async def next_tasks(
+        self,
+        worker_id: str,
+        task_types: list[str],
+        wait_seconds: float,
+        *,
+        limit: int,
+        gone: asyncio.Event | None = None,
+    ) -> list[TaskMessage]:
+        """Lease up to ``limit`` queued tasks of ``task_types`` in one statement, as ``next_task`` waits.
+
+        The answer comes as soon as there is at least one: a worker with free slots
+        is never kept waiting for a full batch.
+        """
         if not task_types:
-            return None
+            return []
         gone = gone or asyncio.Event()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_seconds, self._max_poll))
@@ -139,15 +169,15 @@ class WorkerService:
             woken = self._signal.current()
             async with self._store.database.connection() as conn:
                 claimed = await tasks.claim(
-                    conn, worker_id=worker_id, task_types=task_types, limit=1, lease_seconds=self._lease
+                    conn, worker_id=worker_id, task_types=task_types, limit=limit, lease_seconds=self._lease
                 )
             if claimed:
-                return _task_message(claimed[0])
+                return [_task_message(task) for task in claimed]
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return None
+                return []
             await wait_any((woken, gone, self._closing), seconds=min(remaining, _RECHECK_SECONDS))
-        return None
+        return []
 
     async def submit_result(self, result: ReportedResult) -> ResultAnswer:
         """Settle a worker's result; repeats and late results are answered ``ignored``.
@@ -183,7 +213,7 @@ class WorkerService:
         if held is not None and (held.attempt, held.worker_id) == (ref.attempt, worker_id):
             if held.status == "cancelled":
                 # The watcher removes the row when its lease runs out; repeats meet it until then.
-                return ResultAnswer(status="ignored", reason="job_cancelled", message="the job was cancelled")
+                return _CANCELLED
             if held.status == "leased" and held.job is not None:
                 await self._decide(conn, held.job, result, held)
                 return ResultAnswer(status="accepted")
@@ -200,9 +230,124 @@ class WorkerService:
             status="ignored", reason="stale_task", message="a later attempt superseded this one"
         )
 
+    async def submit_results(self, results: Sequence[ReportedResult]) -> list[ResultAnswer | ChronikError]:
+        """Settle a batch of results; each gets the answer ``submit_result`` would give, or its error.
+
+        Results of one job (the branches of a fan-out, typically) settle together: one
+        transaction locks the job, decides each in turn on the state the previous one
+        left, and appends all their events at once, instead of queueing one by one on
+        the job's row. Any other result, and any the batch cannot settle that way (a
+        repeat, a late or foreign one), settles as ``submit_result`` settles it.
+        """
+        answers: list[ResultAnswer | ChronikError | None] = [None] * len(results)
+        async with self._store.database.connection() as conn:
+            rows = await tasks.find_many(conn, sorted({result.ref.task_id for result in results}))
+        job_of = {row.task_id: row.job_id for row in rows}
+        by_job: dict[UUID, list[int]] = {}
+        for index, result in enumerate(results):
+            job_id = job_of.get(result.ref.task_id)
+            if job_id is not None:
+                by_job.setdefault(job_id, []).append(index)
+        # Different jobs settle side by side, a few at a time: one batch must not take the pool.
+        at_once = asyncio.Semaphore(_SETTLING_AT_ONCE)
+
+        async def together(job_id: UUID, indexes: list[int]) -> None:
+            async with at_once:
+                settled = await self._settle_together(job_id, [results[i] for i in indexes])
+            for index, answer in zip(indexes, settled, strict=True):
+                answers[index] = answer
+
+        async def alone(index: int) -> None:
+            async with at_once:
+                try:
+                    answers[index] = await self.submit_result(results[index])
+                except ChronikError as exc:
+                    answers[index] = exc
+
+        await asyncio.gather(*(together(job, indexes) for job, indexes in by_job.items() if len(indexes) > 1))
+        await asyncio.gather(*(alone(index) for index, answer in enumerate(answers) if answer is None))
+        return [answer for answer in answers if answer is not None]
+
+    async def _settle_together(
+        self, job_id: UUID, results: list[ReportedResult]
+    ) -> list[ResultAnswer | ChronikError | None]:
+        """Settle results of one job in one transaction; ``None`` for those to settle alone."""
+
+        async def settle(_tries: int) -> list[ResultAnswer | ChronikError | None]:
+            async with self._store.database.connection() as conn:
+                # As for a single fan-out result: the lock may be waited for, and the wait must
+                # not cost the attempts their leases, so they are extended first, outside it.
+                for worker_id in {result.worker_id for result in results}:
+                    running = [(r.ref.task_id, r.ref.attempt) for r in results if r.worker_id == worker_id]
+                    await tasks.extend_leases(conn, worker_id, self._lease, running)
+                async with savepoint(conn):  # conn is in no transaction: this one is its own
+                    before = await tasks.lock_job(conn, job_id)
+                    rows = {
+                        row.task_id: row
+                        for row in await tasks.find_many(conn, [r.ref.task_id for r in results])
+                    }
+                    answers: list[ResultAnswer | ChronikError | None] = []
+                    events: list[AnyEvent] = []
+                    state = before
+                    for result in results:
+                        held = rows.get(result.ref.task_id)
+                        if (
+                            state is None
+                            or held is None
+                            or held.job_id != job_id
+                            or ((held.attempt, held.worker_id) != (result.ref.attempt, result.worker_id))
+                        ):
+                            answers.append(None)  # not (or no longer) this worker's attempt: alone
+                        elif held.status == "cancelled":
+                            answers.append(_CANCELLED)
+                        elif held.status != "leased":
+                            answers.append(None)
+                        else:
+                            del rows[result.ref.task_id]  # a copy later in the batch is a duplicate
+                            try:
+                                with self._span(state, result):
+                                    decided = self._decided(state, result, held)
+                            except ChronikError as exc:
+                                answers.append(exc)
+                                continue
+                            state = fold(decided, state) if decided else state
+                            events.extend(decided)
+                            answers.append(ResultAnswer(status="accepted"))
+                    if events and before is not None:
+                        # The job's row is locked: no other writer can come between.
+                        await self._store.commit(
+                            before, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+                        )
+                    return answers
+
+        return await retry_on_conflict(settle, what=f"the job {job_id}")
+
     async def _decide(
         self, conn: Connection, state: JobState, result: ReportedResult, held: tasks.HeldTask | None
     ) -> None:
+        with self._span(state, result):
+            events = self._decided(state, result, held)
+            if events:
+                # One statement, outside any transaction: a conflict is retried by submit_result.
+                await self._store.commit(
+                    state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
+                )
+
+    def _span(self, state: JobState, result: ReportedResult) -> AbstractContextManager[Any]:
+        """The result's span, in the job's trace."""
+        attributes = {
+            "chronik.job_id": str(state.job_id),
+            "chronik.task_id": str(result.ref.task_id),
+            "chronik.attempt": result.ref.attempt,
+            "chronik.worker_id": result.worker_id,
+            "chronik.status": result.status,
+        }
+        return job_span("chronik.task.result", state.traceparent, attributes)
+
+    def _decided(
+        self, state: JobState, result: ReportedResult, held: tasks.HeldTask | None
+    ) -> tuple[AnyEvent, ...]:
+        """The events ``result`` leads to on ``state``; ``InvalidInput`` for files outside the job."""
         ref = result.ref
         decided = TaskResult(
             task_id=ref.task_id,
@@ -213,28 +358,16 @@ class WorkerService:
             error=result.error,
             claimed_at=held.claimed_at if held is not None else None,
         )
-        attributes = {
-            "chronik.job_id": str(state.job_id),
-            "chronik.task_id": str(ref.task_id),
-            "chronik.attempt": ref.attempt,
-            "chronik.worker_id": result.worker_id,
-            "chronik.status": result.status,
-        }
-        with job_span("chronik.task.result", state.traceparent, attributes):
-            events = decide_task_result(state, decided, self._clock(), policy=self._policy, rand=self._rand())
-            prefix = f"jobs/{state.job_id}/"
-            foreign = [key for key in result.files if not key.startswith(prefix)]
-            if foreign:
-                # Checked against the task's own job, whatever job_id the worker's message names.
-                raise InvalidInput(f"files {foreign[:3]!r} are not in the job's folder {prefix!r}")
-            if result.files and any(isinstance(event, TaskCompleted | TaskFailed) for event in events):
-                # What the worker stored in the job's folder is recorded with its result.
-                events = (FilesStored(at=events[0].at, keys=result.files, by=result.worker_id), *events)
-            if events:
-                # One statement, outside any transaction: a conflict is retried by submit_result.
-                await self._store.commit(
-                    state, events, meta={"instance": self._instance}, conn=conn, savepoint=False
-                )
+        events = decide_task_result(state, decided, self._clock(), policy=self._policy, rand=self._rand())
+        prefix = f"jobs/{state.job_id}/"
+        foreign = [key for key in result.files if not key.startswith(prefix)]
+        if foreign:
+            # Checked against the task's own job, whatever job_id the worker's message names.
+            raise InvalidInput(f"files {foreign[:3]!r} are not in the job's folder {prefix!r}")
+        if result.files and any(isinstance(event, TaskCompleted | TaskFailed) for event in events):
+            # What the worker stored in the job's folder is recorded with its result.
+            events = (FilesStored(at=events[0].at, keys=result.files, by=result.worker_id), *events)
+        return events
 
     async def report_progress(self, report: ProgressReport) -> EventAnswer:
         """Record progress of an attempt the worker holds (extending its lease); answer attempts to stop."""

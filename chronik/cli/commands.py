@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -29,7 +30,7 @@ from chronik.core.evolve import replay
 from chronik.core.graph import to_dot, to_mermaid
 from chronik.engine import Engine
 from chronik.loader import load_blueprints, load_worker
-from chronik.server import serve
+from chronik.server import serve, serve_processes
 from chronik.settings import Settings
 
 from . import render
@@ -78,7 +79,19 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
                     "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it "
                     "(X-Client-Token)"
                 )
-            await serve(engine, host=args.host, port=args.port)
+            processes = args.processes or settings.serve_processes
+            if processes > 1:
+                await serve_processes(
+                    args.app,
+                    host=args.host,
+                    port=args.port,
+                    processes=processes,
+                    settings=settings,
+                    log_level=args.log_level,
+                )
+                return
+            sock = None if args.socket_fd is None else socket.socket(fileno=args.socket_fd)
+            await serve(engine, host=args.host, port=args.port, sock=sock, parent_fd=args.parent_fd)
         case "blueprint":
             found = {bp.name: bp for bp in load_blueprints(args.app)}
             if args.name not in found:

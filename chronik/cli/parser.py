@@ -55,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("app", help="module:attribute of blueprints, e.g. myflows:blueprints")
     srv.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
     srv.add_argument("--port", type=int, default=8080, help="default: 8080")
+    srv.add_argument(
+        "--processes",
+        type=_positive,
+        metavar="N",
+        help="run N engine processes on the port, one per core (default: SERVE_PROCESSES, else 1); "
+        "they are stopped together, and if one exits the others stop and the command fails",
+    )
+    # How the processes of --processes start their children: not for people.
+    srv.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)
+    srv.add_argument("--parent-fd", type=int, help=argparse.SUPPRESS)
 
     wrk = commands.add_parser(
         "worker",
@@ -141,3 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("file", help="a file written by chronik events export ('-': standard input)")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value

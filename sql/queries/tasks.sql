@@ -40,6 +40,19 @@ FROM tasks AS t JOIN jobs AS j ON j.job_id = t.job_id
 WHERE t.task_id = $1
 FOR UPDATE OF j;
 
+-- name: find_tasks
+-- The queue rows of several tasks (without their jobs' states), to sort a batch of results by job.
+-- $1 task ids uuid[]
+SELECT task_id, job_id, task_type, attempt, status, worker_id, claimed_at
+FROM tasks
+WHERE task_id = ANY($1::uuid[]);
+
+-- name: lock_job_state
+-- The state of a job, locking its row until the transaction ends: the results of one job that
+-- arrive in one batch settle together, and behind any other writer of the job that queues.
+-- $1 job_id
+SELECT state::text AS job_state FROM jobs WHERE job_id = $1 FOR UPDATE;
+
 -- name: find_dispatched_task
 -- The job that dispatched a task (alone or as a fan-out branch), for a task whose queue row is gone.
 -- $1 task_id as text
