@@ -141,9 +141,15 @@ class StepExecutor:
         free = self._max_concurrent - len(self._running) - self._reserved
         if free > 0:
             self._slot_freed.clear()
-            claimed = await self._store.claim_steps(
-                limit=free, lease_seconds=self._lease_seconds, instance=self._instance
-            )
+            # The claim's slots are spoken for while it runs, so that a commit taking its own
+            # step meanwhile (``reserve``) cannot push this instance past ``max_concurrent``.
+            self._reserved += free
+            try:
+                claimed = await self._store.claim_steps(
+                    limit=free, lease_seconds=self._lease_seconds, instance=self._instance
+                )
+            finally:
+                self._reserved -= free
             for step in claimed:
                 self._spawn(step)
             if claimed and len(claimed) == free:

@@ -93,8 +93,9 @@ class Instance:
             policy=policy,
             instance=settings.instance_id,
         )
-        # Idle, the watcher and the projections back off to the safety-net poll; the queues'
-        # notifications (a job moved) bring them back to their pace.
+        # Idle, the watcher and the projections back off to the safety-net poll; notifications
+        # bring them back to their pace: the queues' for the watcher, every job's change (a
+        # step run in-process notifies no queue) for the projections.
         queues = (self.listener.signal(STEPS_CHANNEL), self.listener.signal(TASKS_CHANNEL))
         self.watcher = Watcher(
             store,
@@ -109,7 +110,7 @@ class Instance:
             PROJECTORS,
             interval=settings.projection_interval,
             idle_interval=settings.poll_interval,
-            wake=queues,
+            wake=(*queues, self.listener.signal(JOBS_CHANNEL)),
         )
         self.scheduler: Scheduler | None = None
 

@@ -3,7 +3,7 @@
 A batch is one transaction: take the projection's checkpoint row (skipping it when
 another instance holds it), apply the next page of the log, move the checkpoint.
 The runner looks every ``interval`` while events come in; idle, it backs off to
-``idle_interval``, and a notification of the queues (a job moved) brings it back.
+``idle_interval``, and a notification (a job changed) brings it back.
 """
 
 from __future__ import annotations

@@ -55,8 +55,8 @@ log = structlog.get_logger("chronik.workers")
 
 _RECHECK_SECONDS = 15.0
 """Idle polls look again this often: a retry that becomes due sends no notification. Each look is a
-query per waiting poll (an SDK worker keeps up to 4 waiting), so this is most of an idle worker's
-cost; a queue with other traffic wakes its polls, and they find due retries, much sooner."""
+query per waiting poll, a good part of an idle worker's cost; in a queue with other traffic the
+notifications wake the polls, and they find due retries much sooner."""
 
 
 _SETTLING_AT_ONCE = 4

@@ -49,6 +49,8 @@ async def test_an_idle_orchestrator_and_worker_cost_at_most_one_transaction_a_se
     )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the test owns signals
     serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
+        await asyncio.sleep(0.02)
     # The SDK's defaults (heartbeat, poll timeout); capacity 1 keeps one poll waiting, so the
     # count does not hinge on where the window falls in the polls' 30 s cycle.
     worker = Worker("idle-worker", url=f"http://127.0.0.1:{port}", token=WORKER_TOKEN, capacity=1)
