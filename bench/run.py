@@ -208,6 +208,12 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, nargs="+", default=[1], metavar="N", help="chronik serve --processes N, each"
     )
+    parser.add_argument(
+        "--limits",
+        choices=["default", "raised", "both"],
+        default="default",
+        help="chronik's worker limits: as a newcomer meets them, raised out of the way, or both",
+    )
     args = parser.parse_args()
     on = {args.side} if args.side != "all" else {"chronik", "avtomatika", "procrastinate"}
     chronik_clients = ["poll", "wait"] if args.client == "both" else [args.client]
@@ -223,9 +229,11 @@ def main() -> None:
         if server is not None and not server.has_statements:
             print(f"  (no statement counts: {server.why_no_statements})")
         if server is not None and "chronik" in on:
+            limits = ["default", "raised"] if args.limits == "both" else [args.limits]
             for client in chronik_clients:
                 for count in args.processes:
-                    rows.append(_measure_processes(count, server, client, args.jobs, args.clients))
+                    for limit in limits:
+                        rows.append(_measure_processes(count, server, client, args.jobs, args.clients, limit))
         if server is not None and "procrastinate" in on:
             rows.append(measure(ProcrastinateSide(server), server, args.jobs, args.clients))
     finally:
@@ -237,14 +245,18 @@ def main() -> None:
     print(f"\n(details: {saved.relative_to(Path.cwd()) if saved.is_relative_to(Path.cwd()) else saved})")
 
 
-def _measure_processes(count: int, server: Server, client: str, jobs: int, clients: int) -> Row:
+def _measure_processes(
+    count: int, server: Server, client: str, jobs: int, clients: int, limits: str = "default"
+) -> Row:
     """chronik's row with ``count`` engine processes (``SERVE_PROCESSES``, which the side's
     ``chronik serve`` inherits)."""
     os.environ["SERVE_PROCESSES"] = str(count)
     try:
-        row = measure(ChronikSide(server, client), server, jobs, clients)
+        row = measure(ChronikSide(server, client, limits=limits), server, jobs, clients)
     finally:
         del os.environ["SERVE_PROCESSES"]
+    if limits == "raised":
+        row.client = f"{row.client}, limits raised"
     if count > 1:
         row.side = f"chronik x{count}"
         row.http_worker = row.http_client_server = None  # one process's counts, not the server's
