@@ -126,20 +126,21 @@ def _cell(value: float | None, width: int, digits: int = 1) -> str:
 
 def report(rows: list[Row]) -> None:
     """Print the table, the notes under it, the ratios and chronik's statements per job."""
+    width = max([10, *(len(row.client) + 2 for row in rows)])
     print(
-        f"\n{'side':<14}{'client':<10}{'jobs/s':>8}{'p50 (s)':>9}{'p99 (s)':>9}{'failed':>8}"
+        f"\n{'side':<14}{'client':<{width}}{'jobs/s':>8}{'p50 (s)':>9}{'p99 (s)':>9}{'failed':>8}"
         f"{'HTTP/job':>10}{'client':>8}{'worker':>8}{'xact/job':>10}"
     )
     for row in rows:
         if row.load is None:
-            print(f"{row.side:<14}{row.client:<10}  skipped: {row.skipped}")
+            print(f"{row.side:<14}{row.client:<{width}}  skipped: {row.skipped}")
             continue
         load = row.load
         http = (
             None if row.http_client is None or row.http_worker is None else row.http_client + row.http_worker
         )
         print(
-            f"{row.side:<14}{row.client:<10}{load.jobs_per_second:>8.1f}{load.p50:>9.3f}"
+            f"{row.side:<14}{row.client:<{width}}{load.jobs_per_second:>8.1f}{load.p50:>9.3f}"
             f"{load.percentile(99):>9.3f}{load.failed:>8}{_cell(row.per_job(http), 10)}"
             f"{_cell(row.per_job(row.http_client), 8)}{_cell(row.per_job(row.http_worker), 8)}"
             f"{_cell(row.per_job(row.transactions), 10)}"
@@ -193,7 +194,8 @@ def _statements(rows: list[Row], top: int = 10) -> None:
         key=lambda q: -sum(c.get(q, 0) for c in per_job.values()),
     )
     print(f"\nchronik: statements per job (pg_stat_statements, top {top})")
-    print("".join(f"{c:>8}" for c in clients) + "  statement")
+    print("  ".join(f"({n}) {c}" for n, c in enumerate(clients, start=1)))
+    print("".join(f"{f'({n})':>8}" for n in range(1, len(clients) + 1)) + "  statement")
     print("".join(f"{sum(per_job[c].values()):>8.1f}" for c in clients) + "  (all statements)")
     for query in queries[:top]:
         print("".join(f"{per_job[c].get(query, 0):>8.2f}" for c in clients) + f"  {query[:90]}")
