@@ -270,7 +270,7 @@ class Engine:
         await self.instance.limits.check(key, limit, per_seconds, kind=kind)
 
     async def check_worker_rate(self, worker_id: str, kind: str) -> None:
-        """A worker's budget per minute for ``kind``: ``heartbeats``, ``polls`` or ``other`` (0: none)."""
+        """Count one wasted worker request of ``kind`` (an empty poll, a refusal, ...) against its budget."""
         await self.instance.limits.check_worker(worker_id, kind)
 
     async def readiness(self) -> str | None:

@@ -130,8 +130,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 def fast_settings(**overrides: Any) -> Settings:
     """Settings for tests: a short poll, and a client token."""
-    # No rate limits: tests drive workers far harder than Avtomatika's defaults allow (one test
-    # turns them on to check them).
+    # No rate limits: some tests spin on empty polls or refused results on purpose; the tests of
+    # the limits, and of throughput at the defaults, turn them on.
     values: dict[str, Any] = {
         "client_token": "test-token",
         "poll_interval": 0.2,
