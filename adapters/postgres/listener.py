@@ -106,7 +106,7 @@ class Listener:
         while True:
             try:
                 conn = await asyncpg.connect(self._dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("listener_connect_failed", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
@@ -121,6 +121,11 @@ class Listener:
                 self._wake_all()
                 await lost.wait()
                 log.warning("listener_connection_lost")
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The connection broke while it was being set up: a listener that gave up here
+                # would leave every wait to its deadline and every queue to its slow poll.
+                log.warning("listener_setup_failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=2))

@@ -43,9 +43,9 @@ async def claim(
     ]
 
 
-async def retry(conn: asyncpg.Connection, job_id: UUID, *, delay_seconds: float, instance: str) -> None:
-    """Give back a step this instance could not finish, to run again later."""
-    await conn.execute(QUERIES["retry_step"], job_id, delay_seconds, instance)
+async def retry(conn: asyncpg.Connection, step: ClaimedStep, *, delay_seconds: float, instance: str) -> None:
+    """Give back a step this instance claimed and could not finish, to run again later."""
+    await conn.execute(QUERIES["retry_step"], step.job_id, delay_seconds, instance, step.attempts)
 
 
 async def reschedule_claimed(

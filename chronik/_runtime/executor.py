@@ -138,9 +138,11 @@ class StepExecutor:
     async def _claim(self) -> float | None:
         """Claim due steps up to the free slots; at once again when every slot was filled, else when
         the next timer is due (or at the poll)."""
+        # Cleared whatever the slots: a freed slot that a commit took meanwhile (``reserve``) must
+        # not leave the event set, or the loop would wake at once, again and again.
+        self._slot_freed.clear()
         free = self._max_concurrent - len(self._running) - self._reserved
         if free > 0:
-            self._slot_freed.clear()
             # The claim's slots are spoken for while it runs, so that a commit taking its own
             # step meanwhile (``reserve``) cannot push this instance past ``max_concurrent``.
             self._reserved += free
@@ -164,7 +166,10 @@ class StepExecutor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_seconds
         # Looped: a commit that took its step just before the stop spawns its handler late.
-        while self._running and (left := deadline - loop.time()) > 0:
+        while (self._running or self._reserved) and (left := deadline - loop.time()) > 0:
+            if not self._running:  # a commit holding a slot is still in flight: its step comes
+                await asyncio.sleep(min(0.05, left))
+                continue
             await asyncio.wait(set(self._running), timeout=left)
         pending = set(self._running)
         for task in pending:
@@ -213,7 +218,7 @@ class StepExecutor:
             delay = min(60.0, 2.0 ** min(step.attempts, 6))
             bound.exception("step_failed", retry_in=delay)
             with contextlib.suppress(Exception):
-                await self._store.retry_step(step.job_id, delay_seconds=delay, instance=self._instance)
+                await self._store.retry_step(step, delay_seconds=delay, instance=self._instance)
 
     async def _step(self, step: ClaimedStep, bound: structlog.typing.FilteringBoundLogger) -> None:
         state = step.job
@@ -237,7 +242,7 @@ class StepExecutor:
         if blueprint is None:
             # Another instance may have this blueprint (a rolling deploy); leave the step to it.
             bound.warning("unknown_blueprint", blueprint=state.blueprint)
-            await self._store.retry_step(step.job_id, delay_seconds=30.0, instance=self._instance)
+            await self._store.retry_step(step, delay_seconds=30.0, instance=self._instance)
             return
         started = time.perf_counter()
         attributes = {"chronik.job_id": str(state.job_id), "chronik.blueprint": state.blueprint,

@@ -132,7 +132,9 @@ class JobStore:
             raise ValueError("commit needs at least one event or a prior state")
         change = change_of(before, after, events, meta=meta or {}, files=self._files)
         child = abandoned_child(before, after, events)
-        hold = self._hold(change, final=conn is None or not in_transaction(conn))
+        # A blueprint this instance does not have (a rolling deploy) is left to an instance that has it.
+        final = conn is None or not in_transaction(conn)
+        hold = self._hold(change, final=final) if blueprint is not None else None
         try:
             if not linked and child is None:
                 async with self._writing(conn, savepoint=savepoint) as tx:
@@ -149,12 +151,15 @@ class JobStore:
             if hold is not None and self._held is not None:
                 self._held.release()
             raise
-        self._committed(before, after, events)
-        if hold is not None and self._held is not None:
-            if done.step_attempts is None:
-                self._held.release()
-            else:
-                self._held.run_held(steps.ClaimedStep(after.job_id, done.step_attempts, done.at, after))
+        try:
+            self._committed(before, after, events)
+        finally:
+            # The step is taken: whatever happens now, it runs here, or its slot is given back.
+            if hold is not None and self._held is not None:
+                if done.step_attempts is None:
+                    self._held.release()
+                else:
+                    self._held.run_held(steps.ClaimedStep(after.job_id, done.step_attempts, done.at, after))
         return after
 
     def _hold(self, change: JobChange, *, final: bool) -> StepHold | None:
@@ -294,10 +299,10 @@ class JobStore:
         async with self.database.connection() as conn:
             return await steps.claim(conn, limit=limit, lease_seconds=lease_seconds, instance=instance)
 
-    async def retry_step(self, job_id: UUID, *, delay_seconds: float, instance: str) -> None:
-        """Hand a step back to run again later."""
+    async def retry_step(self, step: steps.ClaimedStep, *, delay_seconds: float, instance: str) -> None:
+        """Hand a claimed step back to run again later."""
         async with self.database.connection() as conn:
-            await steps.retry(conn, job_id, delay_seconds=delay_seconds, instance=instance)
+            await steps.retry(conn, step, delay_seconds=delay_seconds, instance=instance)
 
     async def reschedule_claimed_step(
         self, step: steps.ClaimedStep, *, instance: str, due: datetime | None

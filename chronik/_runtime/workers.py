@@ -253,7 +253,12 @@ class WorkerService:
 
         async def together(job_id: UUID, indexes: list[int]) -> None:
             async with at_once:
-                settled = await self._settle_together(job_id, [results[i] for i in indexes])
+                try:
+                    settled = await self._settle_together(job_id, [results[i] for i in indexes])
+                except ChronikError:
+                    # One bad entry (a value PostgreSQL refuses, a job that kept moving) must not
+                    # cost the others: each is settled alone, and only the bad one is refused.
+                    return
             for index, answer in zip(indexes, settled, strict=True):
                 answers[index] = answer
 

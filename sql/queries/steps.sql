@@ -22,10 +22,12 @@ RETURNING s.job_id, s.attempts, now() AS claimed_at,
 
 -- name: retry_step
 -- Give a claimed step back, to run again after $2 seconds (the engine could not finish it).
--- $1 job_id uuid, $2 delay seconds float8, $3 instance text
+-- Matching the claim count leaves alone the same job's step that a later commit took for this
+-- instance meanwhile (its handler may be running).
+-- $1 job_id uuid, $2 delay seconds float8, $3 instance text, $4 attempts int
 UPDATE job_steps
 SET run_at = now() + make_interval(secs => $2), leased_until = NULL, leased_by = NULL
-WHERE job_id = $1 AND leased_by = $3;
+WHERE job_id = $1 AND leased_by = $3 AND attempts = $4;
 
 -- name: reschedule_claimed_step
 -- A step this instance holds whose job has nothing to do now: due again at $4 (its next deadline

@@ -174,6 +174,22 @@ async def test_the_results_of_a_fan_out_settle_together(setup: Any) -> None:
     assert (await wait_for(joined)).state_history["statuses"] == ["success"] * 6
 
 
+async def test_one_bad_result_of_a_fan_out_costs_the_others_nothing(setup: Any) -> None:
+    # Results of one job settle together; a value PostgreSQL refuses (a NUL character) in one of
+    # them must not fail the group: the others are taken, and only that one is refused.
+    engine, client = setup
+    await engine.create_job("wide", {"n": 3})
+    await queued(engine, 3)
+    tasks = (await client.get(POLL + "&max_tasks=10", headers=WORKER)).json()["tasks"]
+    assert len(tasks) == 3
+    results = [{"task_id": t["task_id"], "data": {"i": t["params"]["i"]}} for t in tasks]
+    results[1]["data"] = {"text": "nul \u0000 here"}
+    answer = await client.post("/_worker/tasks/results", json={"results": results}, headers=WORKER)
+    assert answer.status_code == 200
+    statuses = [entry["status"] for entry in answer.json()["results"]]
+    assert statuses == ["accepted", "refused", "accepted"], answer.json()
+
+
 async def test_a_signed_batch_is_one_message(start_orchestrator: Any, tmp_path: Path) -> None:
     config = tmp_path / "workers.toml"
     config.write_text('[signer]\ntoken = "signer-secret"\n')
