@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from chronik.core.errors import ChronikError, Forbidden, InvalidInput
+from chronik.core.errors import ChronikError, Forbidden, InvalidInput, RateLimited
 from chronik.core.wire import (
     MAX_TASKS_PER_POLL,
     PROTOCOL_VERSION,
@@ -157,7 +157,12 @@ async def results(request: Request[Any, Any, Any], state: State) -> ResultsAnswe
     settled = iter(await _service(state).submit_results(parsed))
     answers = [_answer(next(settled) if isinstance(r, ReportedResult) else r) for r in reports]
     for _refused in range(sum(answer.status == "refused" for answer in answers)):
-        await charge(request, "other")
+        try:
+            await charge(request, "other")
+        except RateLimited:
+            # Every entry is settled already: a 429 now would make the worker send them all
+            # again. The spent budget stops its next wasted request instead.
+            break
     return ResultsAnswer(results=answers)
 
 
