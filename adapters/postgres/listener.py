@@ -19,9 +19,14 @@ from typing import Any, NamedTuple
 import asyncpg
 import structlog
 
+from .queries import QUERIES
+
 __all__ = ["Listener", "Signal"]
 
 log = structlog.get_logger("chronik.listener")
+
+_PING_SECONDS = 60.0
+_PING_TIMEOUT_SECONDS = 10.0
 
 
 class Signal:
@@ -119,7 +124,7 @@ class Listener:
                     await conn.add_listener(channel, self._notify)
                 self._connected.set()
                 self._wake_all()
-                await lost.wait()
+                await self._until_lost(conn, lost)
                 log.warning("listener_connection_lost")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # The connection broke while it was being set up: a listener that gave up here
@@ -129,6 +134,19 @@ class Listener:
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(conn.close(timeout=2))
+
+    async def _until_lost(self, conn: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Return when the connection is gone: closed, or silently dead (a half-open TCP
+        connection never closes, and every wait would then run to its deadline). A ping now
+        and then, on this one connection per instance, tells the two apart."""
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), timeout=_PING_SECONDS)
+                return
+            try:
+                await conn.fetchval(QUERIES["ping"], timeout=_PING_TIMEOUT_SECONDS)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return
 
     def _notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         self._events[channel].fire()

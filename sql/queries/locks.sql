@@ -5,5 +5,5 @@
 SELECT pg_try_advisory_lock(hashtext($1));
 
 -- name: ping
--- Prove a connection alive (a lock holder's, before it acts on the lock).
+-- Prove a connection alive: a lock holder's before it acts on the lock, the LISTEN connection now and then.
 SELECT 1;
