@@ -114,37 +114,13 @@ async def find(conn: asyncpg.Connection, task_id: UUID, *, lock: bool = False) -
         row = await conn.fetchrow(query, task_id)
     except asyncpg.DeadlockDetectedError as exc:
         raise VersionConflict(f"the job of task {task_id} is being changed by another writer") from exc
-    if row is None:
-        return None
-    return HeldTask(
-        task_id=UUID(str(row["task_id"])),
-        job_id=UUID(str(row["job_id"])),
-        task_type=row["task_type"],
-        attempt=row["attempt"],
-        status=row["status"],
-        worker_id=row["worker_id"],
-        claimed_at=row["claimed_at"],
-        job=None if row["job_state"] is None else _state.decode(row["job_state"]),
-        fan_out=bool(row["fan_out"]),
-    )
+    return None if row is None else _held(row)
 
 
 async def find_many(conn: asyncpg.Connection, task_ids: list[UUID]) -> list[HeldTask]:
     """The queue rows of ``task_ids`` that have one, without their jobs' states (``job`` is None)."""
     rows = await conn.fetch(QUERIES["find_tasks"], task_ids)
-    return [
-        HeldTask(
-            task_id=UUID(str(row["task_id"])),
-            job_id=UUID(str(row["job_id"])),
-            task_type=row["task_type"],
-            attempt=row["attempt"],
-            status=row["status"],
-            worker_id=row["worker_id"],
-            claimed_at=row["claimed_at"],
-            job=None,
-        )
-        for row in rows
-    ]
+    return [_held(row) for row in rows]
 
 
 async def lock_job(conn: asyncpg.Connection, job_id: UUID) -> JobState | None:
@@ -226,3 +202,19 @@ async def expired(conn: asyncpg.Connection, *, limit: int) -> list[ExpiredTask]:
         )
         for row in rows
     ]
+
+
+def _held(row: asyncpg.Record) -> HeldTask:
+    """A task's queue row, with its job's state and fan-out flag when the query read them."""
+    state = row.get("job_state")
+    return HeldTask(
+        task_id=UUID(str(row["task_id"])),
+        job_id=UUID(str(row["job_id"])),
+        task_type=row["task_type"],
+        attempt=row["attempt"],
+        status=row["status"],
+        worker_id=row["worker_id"],
+        claimed_at=row["claimed_at"],
+        job=None if state is None else _state.decode(state),
+        fan_out=bool(row.get("fan_out")),
+    )
