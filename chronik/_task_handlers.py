@@ -5,6 +5,7 @@ into a result message. Exceptions become data here (a failed result with its err
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -56,9 +57,16 @@ class Result:
         self.status = status
 
 
+def _wanted(func: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The names a handler asks for, and whether it takes ``**kwargs`` (then it gets them all)."""
+    parameters = inspect.signature(func).parameters.values()
+    named = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return named, any(p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 def check_handler(task_type: str, func: Callable[..., Any]) -> None:
     """Refuse, at registration, a handler that asks for something no task can give it."""
-    unknown = [name for name in inspect.signature(func).parameters if name not in INJECTABLE]
+    unknown = [name for name in _wanted(func)[0] if name not in INJECTABLE]
     if unknown:
         raise ValueError(f"handler of {task_type!r} asks for {unknown}; it may take {', '.join(INJECTABLE)}")
 
@@ -76,11 +84,16 @@ async def run_task(
         return _failure(
             task, worker_id, "PERMANENT_ERROR", f"this worker has no handler for task type {task.type!r}"
         )
-    wanted = inspect.signature(handler).parameters
+    named, takes_all = _wanted(handler)
+    wanted = INJECTABLE if takes_all else named
     try:
-        task_files = files(task.job_id) if "task_files" in wanted else None
+        task_files = files(task.job_id) if "task_files" in named else None
     except ChronikError as exc:
         return _failure(task, worker_id, "PERMANENT_ERROR", exc.message)
+    if task_files is None and takes_all:
+        # ``**kwargs`` gets the job's folder when the worker has S3 settings, and None otherwise.
+        with contextlib.suppress(ChronikError):
+            task_files = files(task.job_id)
     available = {
         "task_files": task_files,
         "params": task.params,

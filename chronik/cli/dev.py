@@ -30,6 +30,9 @@ async def run_dev(args: argparse.Namespace, settings: Settings) -> None:
         settings = msgspec.structs.replace(settings, client_token=secrets.token_urlsafe(24))
     if not settings.global_worker_token and not settings.workers_config_path:
         settings = msgspec.structs.replace(settings, global_worker_token=secrets.token_urlsafe(24))
+    if not settings.webhook_secret:
+        # Webhooks are signed, so a create with a webhook_url needs one; a newcomer gets it printed.
+        settings = msgspec.structs.replace(settings, webhook_secret=secrets.token_urlsafe(24))
     engine = Engine(blueprints=load_blueprints(args.app), settings=settings)
     worker_app = None if args.no_worker else args.worker or (DEMO_WORKER if args.app == DEMO_APP else None)
     if worker_app is not None:
@@ -81,12 +84,13 @@ def _banner(engine: Engine, args: argparse.Namespace, worker_app: str | None) ->
         f"  database:     {_redact(engine.database_url)}\n"
         f"  worker:       {worker_app or 'none started (run: chronik worker APP)'}\n"
         f"  client token: {token}\n"
+        f"  webhook secret: {engine.settings.webhook_secret} (signs X-Chronik-Signature)\n"
         f"  API docs:     {url}/_public/docs\n\n"
         "Create a job:\n"
         f"  curl -s -X POST {url}/api/v1/jobs/{endpoint} -H 'X-Client-Token: {token}' "
         '-H \'Content-Type: application/json\' -d \'{"initial_data": {"name": "Ada"}}\'\n'
         "Then follow it:\n"
-        f"  curl -s {url}/api/v1/jobs/JOB_ID -H 'X-Client-Token: {token}'\n"
+        f"  curl -s '{url}/api/v1/jobs/JOB_ID?wait=30' -H 'X-Client-Token: {token}'\n"
         f"  curl -s {url}/api/v1/jobs/JOB_ID/history -H 'X-Client-Token: {token}'\n",
         flush=True,
     )

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "dev",
         help="run an orchestrator for development (embedded PostgreSQL unless DATABASE_URL is set)",
         description="Start PostgreSQL (embedded unless DATABASE_URL is set), migrate, and serve the API. "
-        "Uses CLIENT_TOKEN, or generates one and prints it with a curl line that creates a job. "
+        "Uses CLIENT_TOKEN (and WEBHOOK_SECRET), or generates one and prints it with a curl line that "
+        "creates a job. "
         "With the demo it also starts the demo's worker as a separate process (GLOBAL_WORKER_TOKEN, "
         "or a generated one, is handed to it).",
     )

@@ -59,6 +59,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     token = re.search(r"client token: (\S+)", banner)
     assert token, f"no banner; stdout={banner!r} log={(tmp_path / 'dev.log').read_text()}"
     assert f"curl -s -X POST http://127.0.0.1:{port}/api/v1/jobs/demo" in banner
+    assert re.search(r"webhook secret: \S{20,}", banner), banner  # a webhook_url works at once
     try:
         yield f"http://127.0.0.1:{port}", token.group(1), data_dir
     finally:
@@ -85,6 +86,8 @@ def test_dev_serves_the_demo_end_to_end(dev_server: tuple[str, str, Path]) -> No
         assert client.get("/_public/status").json() == {"status": "ok"}
         created = client.post("/api/v1/jobs/demo", json={"initial_data": {"name": "Ada"}})
         assert created.status_code == 202, created.text
+        hooked = {"initial_data": {"name": "Bo"}, "webhook_url": "http://127.0.0.1:9/hook"}
+        assert client.post("/api/v1/jobs/demo", json=hooked).status_code == 202  # dev made a secret
         job_id = created.json()["job_id"]
         deadline = time.monotonic() + 20
         while (job := client.get(f"/api/v1/jobs/{job_id}").json())["status"] in (

@@ -107,9 +107,7 @@ async def test_work_costs_no_count_and_empty_polls_spinning_get_429(setup: Any) 
     answered, refused = await until_refused(
         lambda: client.get(SPIN, headers=WORKER), DEFAULTS.worker_rate_polls
     )
-    assert (
-        1 <= answered <= 2 * DEFAULTS.worker_rate_polls
-    )  # a window may end in the burst
+    assert 1 <= answered <= 2 * DEFAULTS.worker_rate_polls  # a window may end in the burst
     assert_rate_limited(refused, "empty polls")
     # The budget stops waste, not work: a poll that finds a task still gets it.
     job = await waiting_job(engine)
@@ -127,9 +125,7 @@ async def test_a_flood_of_bad_results_gets_429_and_good_results_still_go_through
         return client.post("/_worker/tasks/result", json={"task_id": f"{UUID(int=7)}:1"}, headers=WORKER)
 
     answered, refused = await until_refused(unknown_result, DEFAULTS.worker_rate_other)
-    assert (
-        1 <= answered <= 2 * DEFAULTS.worker_rate_other
-    )  # a window may end in the burst
+    assert 1 <= answered <= 2 * DEFAULTS.worker_rate_other  # a window may end in the burst
     assert_rate_limited(refused, "refused requests")
     # Refused entries of a batch count as well, one each; the worker's good result is accepted.
     # A batch is settled before its refusals are counted: it is answered entry by entry (a 429
@@ -195,7 +191,5 @@ async def test_a_heartbeat_flood_gets_429_and_a_steady_beat_costs_nothing(setup:
         return client.patch("/_worker/workers/w1", json={}, headers=WORKER)
 
     answered, refused = await until_refused(beat, DEFAULTS.worker_rate_heartbeats)
-    assert (
-        1 <= answered <= 2 * DEFAULTS.worker_rate_heartbeats
-    )  # a window may end in the burst
+    assert 1 <= answered <= 2 * DEFAULTS.worker_rate_heartbeats  # a window may end in the burst
     assert_rate_limited(refused, "heartbeats sooner than 0.5 s")
