@@ -12,7 +12,14 @@ import msgspec
 
 from chronik.core.errors import ConfigError
 
-__all__ = ["ClientEntry", "ScheduleEntry", "load_clients", "load_schedules", "load_worker_tokens"]
+__all__ = [
+    "WORKER_PATTERN_PREFIX",
+    "ClientEntry",
+    "ScheduleEntry",
+    "load_clients",
+    "load_schedules",
+    "load_worker_tokens",
+]
 
 
 class ClientEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +30,11 @@ class ClientEntry(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_minute: int | None = None
     monthly_attempts: int | None = None
     """Jobs it may create per calendar month (UTC)."""
+    role: str = "client"
+    """``client``: sees and acts on its own jobs only; ``admin``: on every client's."""
+    params: dict[str, Any] = {}
+    """Any other fields of its entry (Avtomatika's client parameters: ``languages = [...]``), kept as
+    given; chronik itself reads none of them."""
 
 
 _WORKER_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -157,6 +169,8 @@ def load_clients(path: str | Path) -> dict[str, ClientEntry]:
     plan = "pro"                  # its limits come from [plans.pro] ...
     rate_limit_per_minute = 600   # ... unless it has its own; default CLIENT_RATE_LIMIT_PER_MINUTE
     monthly_attempts = 100000     # optional: jobs it may create per calendar month
+    role = "client"               # or "admin": sees and acts on every client's jobs
+    languages = ["en", "de"]      # any other field is kept as the client's parameters
 
     [plans.pro]
     rate_limit_per_minute = 300
@@ -179,9 +193,11 @@ def load_clients(path: str | Path) -> dict[str, ClientEntry]:
         token = entry.get("token")
         if not isinstance(token, str) or len(token) < 16:
             raise ConfigError(f"{where}: field 'token' must be a string of at least 16 characters")
-        unknown = sorted(set(entry) - {"token", "plan", "monthly_attempts", "rate_limit_per_minute"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        role = entry.get("role", "client")
+        if role not in _ROLES:
+            raise ConfigError(
+                f"{where}: field 'role' must be one of {', '.join(map(repr, _ROLES))}, got {role!r}"
+            )
         for field in ("monthly_attempts", "rate_limit_per_minute"):
             value = entry.get(field)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -200,8 +216,14 @@ def load_clients(path: str | Path) -> dict[str, ClientEntry]:
             plan=plan,
             rate_limit_per_minute=entry.get("rate_limit_per_minute", defaults.get("rate_limit_per_minute")),
             monthly_attempts=entry.get("monthly_attempts", defaults.get("monthly_attempts")),
+            role=role,
+            params={key: value for key, value in entry.items() if key not in _CLIENT_FIELDS},
         )
     return clients
+
+
+_ROLES = ("client", "admin")
+_CLIENT_FIELDS = frozenset({"token", "plan", "monthly_attempts", "rate_limit_per_minute", "role"})
 
 
 def _plans(file: Path, table: object) -> dict[str, dict[str, int]]:
@@ -223,29 +245,52 @@ def _plans(file: Path, table: object) -> dict[str, dict[str, int]]:
     return plans
 
 
+_WORKER_PATTERN = re.compile(r"^[A-Za-z0-9_*?!\[\]-]{1,128}$")
+WORKER_PATTERN_PREFIX = "pattern:"
+"""A ``workers.toml`` section named ``"pattern:<glob>"`` gives the token of every worker id matching it."""
+
+
 def load_worker_tokens(path: str | Path) -> dict[str, str]:
-    """Per-worker tokens from a ``workers.toml`` in Avtomatika's format.
+    """Per-worker tokens from a ``workers.toml`` in Avtomatika's format, by section name.
 
     ```toml
-    [gpu-worker-1]
+    [gpu-worker-01]
     token = "a-long-random-secret"
+    description = "Primary GPU node"   # optional, for people; not used
+
+    ["pattern:cpu-worker-*"]           # every worker id matching the fnmatch glob
+    token = "another-secret"
     ```
+    A section is a worker id, or ``pattern:`` and a glob (``*``, ``?``, ``[...]``); its key in
+    the result is the section name as written (``api/worker_auth.py`` does the matching: an
+    exact entry wins over patterns, and patterns are tried in the file's order).
+    A mistake is a ``ConfigError`` naming the file, the entry and the field.
     """
     file = Path(path)
     document = _read_toml(file, "WORKERS_CONFIG_PATH")
     tokens: dict[str, str] = {}
-    for worker_id, entry in document.items():
-        if not _WORKER_ID.match(worker_id):
+    for name, entry in document.items():
+        where = f"{file}: [{name}]"
+        if name.startswith(WORKER_PATTERN_PREFIX):
+            if not _WORKER_PATTERN.match(name.removeprefix(WORKER_PATTERN_PREFIX)):
+                raise ConfigError(
+                    f"{where}: a pattern is 'pattern:' and a glob of letters, digits, '_', '-' and the "
+                    "wildcards * ? [ ] ! (1-128 characters)"
+                )
+        elif not _WORKER_ID.match(name):
             raise ConfigError(
-                f"{file}: [{worker_id}]: a worker id may only have letters, digits, '_' and '-' (1-128)"
+                f"{where}: a worker id may only have letters, digits, '_' and '-' (1-128); "
+                'a section for many workers is named "pattern:<glob>"'
             )
         if not isinstance(entry, dict):
-            raise ConfigError(f"{file}: [{worker_id}] must be a table with a 'token' field")
+            raise ConfigError(f"{where} must be a table with a 'token' field")
         token = entry.get("token")
         if not isinstance(token, str) or not token:
-            raise ConfigError(f"{file}: [{worker_id}]: field 'token' must be a non-empty string")
-        unknown = sorted(set(entry) - {"token"})
+            raise ConfigError(f"{where}: field 'token' must be a non-empty string")
+        if not isinstance(entry.get("description", ""), str):
+            raise ConfigError(f"{where}: field 'description' must be a string")
+        unknown = sorted(set(entry) - {"token", "description"})
         if unknown:
-            raise ConfigError(f"{file}: [{worker_id}]: unknown field(s) {', '.join(map(repr, unknown))}")
-        tokens[worker_id] = token
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}")
+        tokens[name] = token
     return tokens

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.enums import ScopeType
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -19,9 +18,10 @@ from chronik.core.errors import ConfigError
 
 from .errors import exception_handlers
 from .guards import client_token_guard
+from .openapi import BlueprintOpenAPIConfig
 from .ports import Orchestrator
 from .routes.jobs import job_routes
-from .routes.public import metrics, ready, status
+from .routes.public import metrics, public_approval, ready, status
 from .routes.workers import worker_routes
 from .worker_auth import WorkerCredentials
 
@@ -37,6 +37,9 @@ def create_app(
     manage_engine: bool = True,
     clients_config_path: str | None = None,
     client_rate_limit: int = 0,
+    enable_client_api: bool = True,
+    worker_auth_mode: str = "mixed",
+    worker_token_ttl: float = 3600.0,
 ) -> Litestar:
     """The HTTP app over ``engine``.
 
@@ -51,17 +54,31 @@ def create_app(
         worker_token: ``GLOBAL_WORKER_TOKEN``, the token any worker may send as ``X-Worker-Token``.
         workers_config_path: ``WORKERS_CONFIG_PATH``, a ``workers.toml`` of per-worker tokens.
         manage_engine: Start the engine when the app starts and stop it when the app stops.
+        enable_client_api: ``ENABLE_CLIENT_API``; False serves only the worker routes and
+            ``/_public`` (no client token is needed then).
+        worker_auth_mode: ``WORKER_AUTH_MODE``: ``mixed``, ``mtls-only`` or ``token-only``; the
+            client certificate comes in each request's ASGI ``tls`` extension.
+        worker_token_ttl: ``WORKER_TOKEN_TTL_SECONDS``, the life of a short-lived worker token.
     """
     clients = load_clients(clients_config_path) if clients_config_path else {}
     if client_token:
-        clients.setdefault(
-            "client", ClientEntry(token_sha256=hashlib.sha256(client_token.encode()).hexdigest())
-        )
-    if not clients:
+        # CLIENT_TOKEN is the admin's: it sees every job (a single-team deployment, as before tenancy).
+        digest = hashlib.sha256(client_token.encode()).hexdigest()
+        if "client" in clients:
+            raise ConfigError(
+                f"{clients_config_path}: [client] is the name of CLIENT_TOKEN's jobs; rename the entry "
+                "(or unset CLIENT_TOKEN), or the two would own the same jobs"
+            )
+        if any(entry.token_sha256 == digest for entry in clients.values()):
+            raise ConfigError(f"CLIENT_TOKEN is also a token in {clients_config_path}; give each its own")
+        clients["client"] = ClientEntry(token_sha256=digest, role="admin")
+    if not clients and enable_client_api:
         raise ConfigError(
             "CLIENT_TOKEN is not set (nor CLIENTS_CONFIG_PATH); clients authenticate with it (X-Client-Token)"
         )
-    credentials = WorkerCredentials(worker_token, workers_config_path)
+    credentials = WorkerCredentials(
+        worker_token, workers_config_path, mode=worker_auth_mode, token_ttl=worker_token_ttl
+    )
     # The engine's Metrics, when it has them (a test's stand-in may not): the ports stay unchanged.
     instruments = getattr(engine, "metrics", None)
 
@@ -77,17 +94,23 @@ def create_app(
 
     return Litestar(
         route_handlers=[
-            job_routes([client_token_guard(clients, default_rate_limit=client_rate_limit)]),
+            *(
+                [job_routes([client_token_guard(clients, default_rate_limit=client_rate_limit)])]
+                if enable_client_api
+                else []
+            ),
             worker_routes(lambda: credentials),
             status,
             ready,
             metrics,
+            public_approval,
         ],
         exception_handlers=exception_handlers,
         middleware=[_count_requests(instruments)] if isinstance(instruments, Metrics) else [],
         lifespan=[lifespan],
         state=State({"engine": engine, "worker_credentials": credentials}),
-        openapi_config=OpenAPIConfig(
+        openapi_config=BlueprintOpenAPIConfig(
+            endpoints=lambda: engine.endpoints,
             title="chronik",
             version="1",
             description="An event-sourced workflow orchestrator on PostgreSQL.",

@@ -15,7 +15,7 @@ from chronik.adapters.config import ClientEntry
 
 from .ports import Orchestrator
 
-__all__ = ["CLIENT_TOKEN_HEADER", "client_entry_of", "client_of", "client_token_guard"]
+__all__ = ["CLIENT_TOKEN_HEADER", "client_entry_of", "client_of", "client_token_guard", "owner_of"]
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
 
@@ -62,3 +62,12 @@ def client_entry_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ClientEnt
     """The ``clients.toml`` entry (or ``CLIENT_TOKEN``'s) of a guarded request."""
     entry = getattr(connection.state, "client", None)
     return entry if isinstance(entry, ClientEntry) else None
+
+
+def owner_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Whose jobs a guarded request may see and act on: its client's own, or every job (None) for
+    an admin (``role = "admin"`` in ``clients.toml``, and the single ``CLIENT_TOKEN``)."""
+    entry = client_entry_of(connection)
+    if entry is not None and entry.role == "admin":
+        return None
+    return client_of(connection)

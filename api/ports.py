@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from chronik._runtime.overview import Dashboard
+from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.blueprint import Blueprint
 from chronik.core.errors import ChronikError
 from chronik.core.records import JobFilter, RecordedEvent
@@ -22,6 +24,8 @@ from chronik.core.wire import (
     ResultAnswer,
     TaskMessage,
     TaskRef,
+    TokenAnswer,
+    TokenHolder,
 )
 
 __all__ = ["Orchestrator", "WorkerProtocol"]
@@ -61,6 +65,10 @@ class WorkerProtocol(Protocol):
 
     async def report_progress(self, report: ProgressReport) -> EventAnswer: ...
 
+    async def issue_token(self, worker_id: str, *, by_certificate: bool, seconds: float) -> TokenAnswer: ...
+
+    async def verify_token(self, token: str) -> TokenHolder | None: ...
+
 
 class Orchestrator(Protocol):
     """The job commands and queries the routes call."""
@@ -68,6 +76,11 @@ class Orchestrator(Protocol):
     @property
     def workers(self) -> WorkerProtocol:
         """The worker protocol's service."""
+        ...
+
+    @property
+    def endpoints(self) -> Mapping[str, Blueprint]:
+        """The registered blueprints by ``api_endpoint`` (for the OpenAPI document)."""
         ...
 
     def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
@@ -78,7 +91,7 @@ class Orchestrator(Protocol):
 
     async def check_worker_rate(self, worker_id: str, kind: str) -> None: ...
 
-    async def job_webhooks(self, job_id: UUID) -> list[dict[str, Any]]: ...
+    async def job_webhooks(self, job_id: UUID, *, owner: str | None = None) -> list[dict[str, Any]]: ...
 
     async def metrics_text(self) -> bytes: ...
 
@@ -92,37 +105,69 @@ class Orchestrator(Protocol):
         timeout_seconds: float | None = None,
         webhook_url: str | None = None,
         monthly_quota: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_transitions: int | None = None,
+        security: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+        dispatch_timeout: float | None = None,
     ) -> JobState: ...
 
-    async def get_job(self, job_id: UUID) -> JobState: ...
+    # ``owner``: the client asking; another client's job is JobNotFound. None: every job (an admin).
+
+    async def get_job(self, job_id: UUID, *, owner: str | None = None) -> JobState: ...
 
     async def job_history(
-        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
     ) -> list[RecordedEvent]: ...
 
     async def list_jobs(
-        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, UUID] | None = None,
+        owner: str | None = None,
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]: ...
 
     async def job_as_of(
-        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+        self,
+        job_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        owner: str | None = None,
     ) -> JobState: ...
 
-    async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState: ...
+    async def cancel_job(
+        self, job_id: UUID, *, reason: str = "", actor: str = "", owner: str | None = None
+    ) -> JobState: ...
 
-    async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState: ...
+    async def retry_job(self, job_id: UUID, *, actor: str = "", owner: str | None = None) -> JobState: ...
 
     async def approve_job(
-        self, job_id: UUID, decision: str, *, comment: str = "", actor: str = ""
+        self,
+        job_id: UUID,
+        decision: str,
+        *,
+        comment: str = "",
+        actor: str = "",
+        owner: str | None = None,
+        token: str | None = None,
     ) -> JobState: ...
 
-    async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]: ...
+    async def get_job_with_progress(
+        self, job_id: UUID, *, owner: str | None = None
+    ) -> tuple[JobState, dict[str, Any] | None]: ...
 
-    async def wait_for_job(self, job_id: UUID, seconds: float) -> tuple[JobState, dict[str, Any] | None]:
+    async def wait_for_job(
+        self, job_id: UUID, seconds: float, *, owner: str | None = None
+    ) -> tuple[JobState, dict[str, Any] | None]:
         """``get_job_with_progress`` once the job has stopped, or after ``seconds`` as it is then."""
         ...
 
-    async def job_events(self, job_id: UUID, after: int = 0) -> AsyncIterator[RecordedEvent | None] | None:
+    async def job_events(
+        self, job_id: UUID, after: int = 0, *, owner: str | None = None
+    ) -> AsyncIterator[RecordedEvent | None] | None:
         """The job's events after version ``after`` as they commit, until it stops; ``None`` items
         are keep-alives. ``None`` itself when the job has stopped and nothing follows ``after``."""
         ...
@@ -130,3 +175,33 @@ class Orchestrator(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    # -- workers, dashboard, files (``owner`` as above)
+
+    async def live_workers(self) -> list[LiveWorker]: ...
+
+    async def dashboard(self, *, owner: str | None = None) -> Dashboard: ...
+
+    def blueprint_graph(self, name: str) -> str:
+        """The blueprint's graph in Graphviz DOT; ``BlueprintNotFound`` for an unknown name."""
+        ...
+
+    async def file_upload_url(
+        self, job_id: UUID, filename: str, *, expires_in: int = 3600, owner: str | None = None
+    ) -> str: ...
+
+    async def upload_file(
+        self,
+        job_id: UUID,
+        filename: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        content_type: str = "application/octet-stream",
+        actor: str = "",
+        owner: str | None = None,
+    ) -> str:
+        """Stream ``chunks`` into the job's file; its ``s3://`` URI."""
+        ...
+
+    async def file_download_url(self, job_id: UUID, filename: str, *, owner: str | None = None) -> str: ...

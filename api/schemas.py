@@ -8,6 +8,8 @@ from uuid import UUID
 
 import msgspec
 
+from chronik._runtime.overview import Dashboard
+from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.approvals import decisions_of
 from chronik.core.events import ErrorInfo
 from chronik.core.records import RecordedEvent
@@ -20,16 +22,21 @@ __all__ = [
     "CancelAccepted",
     "CancelRequest",
     "CreateJobRequest",
+    "DashboardView",
     "ErrorBody",
     "ErrorDetail",
+    "FileUploadLink",
+    "FileUploaded",
     "HistoryEntry",
     "JobAccepted",
     "JobPage",
     "JobView",
+    "PublicApprovalRequest",
     "RetryAccepted",
     "Status",
     "TaskView",
     "WebhookView",
+    "WorkerView",
 ]
 
 
@@ -41,6 +48,25 @@ class CreateJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     """How long the job may run before it fails with ``JOB_TIMEOUT``; default: the blueprint's."""
     webhook_url: str | None = None
     """Told (POST, signed) when the job finishes, fails, is cancelled or quarantined."""
+    metadata: dict[str, Any] | None = None
+    """Avtomatika's: the client's own annotations; kept on the job, shown with it, sent with its tasks."""
+    result_timeout: float | None = None
+    """Avtomatika's: the job's deadline in seconds from now, as ``timeout_seconds`` (the sooner wins)."""
+    dispatch_timeout: float | None = None
+    """Avtomatika's: how long each of the job's tasks may wait for a worker to take it; past it the
+    job fails with ``DISPATCH_TIMEOUT``."""
+    max_transitions: int | None = None
+    """How many states the job may enter; one more fails it with ``MAX_TRANSITIONS_EXCEEDED``.
+    Default ``MAX_TRANSITIONS_PER_JOB`` (100)."""
+    security: dict[str, Any] | None = None
+    """Avtomatika's: recorded with the job's creation as sent; chronik does not act on it."""
+    policy: dict[str, Any] | None = None
+    """Avtomatika's: recorded with the job's creation as sent; chronik does not act on it."""
+
+    def job_timeout(self) -> float | None:
+        """The job's deadline in seconds: the sooner of ``timeout_seconds`` and ``result_timeout``."""
+        given = [t for t in (self.timeout_seconds, self.result_timeout) if t is not None]
+        return min(given) if given else None
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,6 +80,16 @@ class ApprovalRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     decision: str
     comment: str = ""
+
+
+class PublicApprovalRequest(msgspec.Struct, kw_only=True):
+    """The body of ``POST /_public/webhooks/approval/{job_id}``; other fields (Avtomatika's
+    ``security``, ``metadata``) are accepted and ignored."""
+
+    decision: str
+    comment: str = ""
+    token: str | None = None
+    """The link's token, when it is not in the query (``?token=``) or the ``X-Approval-Token`` header."""
 
 
 class ApprovalAccepted(msgspec.Struct, kw_only=True):
@@ -72,6 +108,9 @@ class ApprovalView(msgspec.Struct, kw_only=True):
     requested_at: datetime
     timeout_at: datetime | None = None
     """When the job stops waiting (``transitions["timeout"]``, or it fails); None: never."""
+    public_url: str
+    """The public approval link (path and token): ``POST`` it with ``{"decision": ...}`` to decide
+    without a client token, e.g. from an e-mail or a chat button. Valid while this request is open."""
 
 
 class JobAccepted(msgspec.Struct, kw_only=True):
@@ -138,6 +177,13 @@ class JobView(msgspec.Struct, kw_only=True):
     """When the job fails with ``JOB_TIMEOUT`` if it has not ended."""
     state_deadline_at: datetime | None = None
     """When the job must have left its current state."""
+    client: str = ""
+    """The client that owns the job (empty: none; only admins see it)."""
+    metadata: dict[str, Any] = {}
+    """The client's own annotations, as sent at creation."""
+    transitions: int = 0
+    """How many states the job has entered; ``max_transitions`` is its cap (0: none)."""
+    max_transitions: int = 0
 
     @classmethod
     def of(cls, state: JobState, *, progress: dict[str, Any] | None = None) -> JobView:
@@ -174,6 +220,7 @@ class JobView(msgspec.Struct, kw_only=True):
                 decisions=decisions_of(state.approval.transitions),
                 requested_at=state.approval.requested_at,
                 timeout_at=state.approval.timeout_at,
+                public_url=f"/_public/webhooks/approval/{state.job_id}?token={state.approval.token}",
             ),
             timer=None if state.timer is None else {"fire_at": state.timer.fire_at, "then": state.timer.then},
             progress=progress,
@@ -189,6 +236,10 @@ class JobView(msgspec.Struct, kw_only=True):
             parent_job_id=state.parent_job_id,
             deadline_at=None if state.is_terminal else state.deadline_at,
             state_deadline_at=None if state.is_terminal else state.state_deadline_at,
+            client=state.client,
+            metadata=state.metadata,
+            transitions=state.transitions,
+            max_transitions=state.max_transitions,
         )
 
 
@@ -269,3 +320,68 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     """Every error response: ``{"error": {"code": ..., "message": ...}}``."""
 
     error: ErrorDetail
+
+
+class WorkerView(msgspec.Struct, kw_only=True):
+    """A live worker in ``GET /api/v1/workers`` (Avtomatika's field names where it has them)."""
+
+    worker_id: str
+    worker_type: str
+    supported_skills: list[dict[str, str]]
+    """Avtomatika's shape, ``[{"name": ...}]``: one per task type it runs."""
+    task_types: list[str]
+    capacity: int
+    """Attempts it runs at once."""
+    running_tasks: int
+    """Attempts it holds now."""
+    resources: dict[str, Any]
+    capabilities: dict[str, Any]
+    registered_at: datetime
+    last_heartbeat_at: datetime
+
+    @classmethod
+    def of(cls, worker: LiveWorker) -> WorkerView:
+        """The view of a ``workers`` row."""
+        info = worker.info
+        return cls(
+            worker_id=worker.worker_id,
+            worker_type=str(info.get("worker_type", "generic")),
+            supported_skills=[{"name": name} for name in worker.task_types],
+            task_types=list(worker.task_types),
+            capacity=worker.capacity,
+            running_tasks=worker.running_tasks,
+            resources=info.get("resources") or {},
+            capabilities=info.get("capabilities") or {},
+            registered_at=worker.registered_at,
+            last_heartbeat_at=worker.last_heartbeat_at,
+        )
+
+
+class DashboardView(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/dashboard`` in Avtomatika's shape.
+
+    ``{"workers": {"total": n}, "jobs": {"queued": n, <status>: n, ...}}``.
+    """
+
+    workers: dict[str, int]
+    jobs: dict[str, int]
+
+    @classmethod
+    def of(cls, dashboard: Dashboard) -> DashboardView:
+        """The view of the counts."""
+        return cls(workers={"total": dashboard.workers}, jobs={"queued": dashboard.queued, **dashboard.jobs})
+
+
+class FileUploadLink(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/jobs/{job_id}/files/upload``: where to ``PUT`` the file, and for how long."""
+
+    url: str
+    expires_in: int
+    method: str = "PUT"
+
+
+class FileUploaded(msgspec.Struct, kw_only=True):
+    """``PUT /api/v1/jobs/{job_id}/files/content/{filename}``: the file is stored."""
+
+    status: str = "uploaded"
+    s3_uri: str

@@ -28,14 +28,17 @@ import structlog
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.embedded import EmbeddedPostgres, start_embedded
+from chronik.adapters.postgres.workers import LiveWorker
 from chronik.adapters.telemetry.metrics import Metrics
 from chronik.core.blueprint import Blueprint
-from chronik.core.errors import QuotaExceeded
+from chronik.core.errors import BlueprintNotFound, QuotaExceeded
+from chronik.core.graph import to_dot
 from chronik.core.records import JobFilter, LogPosition, RecordedEvent
 from chronik.core.state import JobState
 
 from ._runtime.archive import Imported
 from ._runtime.instance import Instance
+from ._runtime.overview import Dashboard
 from ._runtime.registry import BlueprintRegistry
 from ._runtime.setup import prepare_database
 from ._runtime.store import JobStore
@@ -177,6 +180,8 @@ class Engine:
         asyncio.run(main())
 
     # -- jobs ---------------------------------------------------------------------
+    # ``owner``: the client asking. Another client's job is ``JobNotFound``; None (an admin, or
+    # this program) sees every job.
 
     async def create_job(
         self,
@@ -188,14 +193,21 @@ class Engine:
         timeout_seconds: float | None = None,
         webhook_url: str | None = None,
         monthly_quota: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_transitions: int | None = None,
+        security: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+        dispatch_timeout: float | None = None,
     ) -> JobState:
-        """Create a job of ``blueprint`` (a name or the object) and queue its first step.
+        """Create a job of ``blueprint`` (a name or the object), owned by ``actor``; queue its first step.
 
         With ``idempotency_key``, the same actor and key within 24 hours return the job the first
         call created, and create nothing. ``timeout_seconds`` is how long the job may run before it
         fails with ``JOB_TIMEOUT`` (default: the blueprint's). ``webhook_url`` is told when the job
         ends or is quarantined (``WEBHOOK_SECRET`` signs it). ``monthly_quota`` counts the job against
         ``actor``'s month (``QuotaExceeded`` past it): only a job really created, no idempotent repeat.
+        ``max_transitions`` caps the states it may enter (default ``MAX_TRANSITIONS_PER_JOB``);
+        ``metadata``, ``security``, ``policy`` and ``dispatch_timeout`` are Avtomatika's (docs/api.md).
         """
         try:
             return await self.instance.jobs.create(
@@ -206,62 +218,98 @@ class Engine:
                 timeout_seconds=timeout_seconds,
                 webhook_url=webhook_url,
                 monthly_quota=monthly_quota,
+                metadata=metadata,
+                max_transitions=max_transitions,
+                security=security,
+                policy=policy,
+                dispatch_timeout=dispatch_timeout,
             )
         except QuotaExceeded:
             self.metrics.rate_limited.labels("quota").inc()
             raise
 
-    async def get_job(self, job_id: UUID) -> JobState:
+    async def get_job(self, job_id: UUID, *, owner: str | None = None) -> JobState:
         """The job's current state; ``JobNotFound`` for an unknown id."""
-        return await self.instance.jobs.get(job_id)
+        return await self.instance.jobs.get(job_id, owner=owner)
 
-    async def get_job_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
+    async def get_job_with_progress(
+        self, job_id: UUID, *, owner: str | None = None
+    ) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
-        return await self.instance.jobs.get_with_progress(job_id)
+        return await self.instance.jobs.get_with_progress(job_id, owner=owner)
 
-    async def wait_for_job(self, job_id: UUID, seconds: float) -> tuple[JobState, dict[str, Any] | None]:
+    async def wait_for_job(
+        self, job_id: UUID, seconds: float, *, owner: str | None = None
+    ) -> tuple[JobState, dict[str, Any] | None]:
         """``get_job_with_progress`` once the job ended or was quarantined, or after ``seconds``."""
+        if owner is not None:
+            await self.instance.jobs.get(job_id, owner=owner)
         return await self.instance.waits.wait(job_id, seconds)
 
-    async def job_events(self, job_id: UUID, after: int = 0) -> AsyncIterator[RecordedEvent | None] | None:
+    async def job_events(
+        self, job_id: UUID, after: int = 0, *, owner: str | None = None
+    ) -> AsyncIterator[RecordedEvent | None] | None:
         """The job's events after version ``after`` as they commit, until it stops (``JobWaits.events``)."""
+        if owner is not None:
+            await self.instance.jobs.get(job_id, owner=owner)
         return await self.instance.waits.events(job_id, after)
 
     async def job_history(
-        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
     ) -> list[RecordedEvent]:
         """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
-        return await self.instance.jobs.history(job_id, after_version=after_version, limit=limit)
+        return await self.instance.jobs.history(job_id, after_version=after_version, limit=limit, owner=owner)
 
     async def list_jobs(
-        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, UUID] | None = None,
+        owner: str | None = None,
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
         """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""
-        return await self.instance.jobs.list_jobs(where, limit=limit, after=after)
+        return await self.instance.jobs.list_jobs(where, limit=limit, after=after, owner=owner)
 
     async def job_as_of(
-        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+        self,
+        job_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        owner: str | None = None,
     ) -> JobState:
         """The job as the fold of its first ``version`` events, or of those that happened by ``at``."""
-        return await self.instance.jobs.as_of(job_id, version=version, at=at)
+        return await self.instance.jobs.as_of(job_id, version=version, at=at, owner=owner)
 
-    async def job_webhooks(self, job_id: UUID) -> list[dict[str, Any]]:
+    async def job_webhooks(self, job_id: UUID, *, owner: str | None = None) -> list[dict[str, Any]]:
         """The job's webhook notifications with every attempt; ``JobNotFound`` for an unknown id."""
-        return await self.instance.jobs.webhooks(job_id)
+        return await self.instance.jobs.webhooks(job_id, owner=owner)
 
-    async def cancel_job(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
+    async def cancel_job(
+        self, job_id: UUID, *, reason: str = "", actor: str = "", owner: str | None = None
+    ) -> JobState:
         """Cancel a job that has not ended (its task is withdrawn); ``JobNotCancellable`` when it has."""
-        return await self.instance.jobs.cancel(job_id, reason=reason, actor=actor)
+        return await self.instance.jobs.cancel(job_id, reason=reason, actor=actor, owner=owner)
 
     async def approve_job(
-        self, job_id: UUID, decision: str, *, comment: str = "", actor: str = ""
+        self,
+        job_id: UUID,
+        decision: str,
+        *,
+        comment: str = "",
+        actor: str = "",
+        owner: str | None = None,
+        token: str | None = None,
     ) -> JobState:
-        """Record a person's decision on a job waiting for one; the job moves on by its transitions."""
-        return await self.instance.jobs.approve(job_id, decision, comment=comment, actor=actor)
+        """Record a person's decision on a job waiting for one; ``token``: the public link's secret."""
+        return await self.instance.jobs.approve(
+            job_id, decision, comment=comment, actor=actor, owner=owner, token=token
+        )
 
-    async def retry_job(self, job_id: UUID, *, actor: str = "") -> JobState:
+    async def retry_job(self, job_id: UUID, *, actor: str = "", owner: str | None = None) -> JobState:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
-        return await self.instance.jobs.retry(job_id, actor=actor)
+        return await self.instance.jobs.retry(job_id, actor=actor, owner=owner)
 
     # -- limits and operations ------------------------------------------------------
 
@@ -298,3 +346,47 @@ class Engine:
     async def import_events(self, lines: Iterable[str], *, name: str = "the import") -> Imported:
         """Load an export into this (empty) database and derive every projection, queue and timer."""
         return await self.instance.operations.import_events(lines, name=name)
+
+    # -- workers, dashboard, files ----------------------------------------------------
+
+    async def live_workers(self) -> list[LiveWorker]:
+        """The workers that beat within the task lease (``TASK_LEASE_SECONDS``), by id."""
+        return await self.instance.overview.live_workers()
+
+    async def dashboard(self, *, owner: str | None = None) -> Dashboard:
+        """Live workers, and ``owner``'s jobs per status with their queued task attempts."""
+        return await self.instance.overview.dashboard(owner=owner)
+
+    def blueprint_graph(self, name: str) -> str:
+        """The blueprint ``name``'s state machine in Graphviz DOT; ``BlueprintNotFound`` if unknown."""
+        blueprint = self.blueprints.get(name)
+        if blueprint is None:
+            known = ", ".join(sorted(self.blueprints)) or "none"
+            raise BlueprintNotFound(f"no blueprint is named {name!r} (known: {known})")
+        return to_dot(blueprint)
+
+    async def file_upload_url(
+        self, job_id: UUID, filename: str, *, expires_in: int = 3600, owner: str | None = None
+    ) -> str:
+        """A presigned ``PUT`` URL of the job's file ``filename`` (its ``task_files`` name)."""
+        return await self.instance.files.upload_url(job_id, filename, expires_in=expires_in, owner=owner)
+
+    async def upload_file(
+        self,
+        job_id: UUID,
+        filename: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        content_type: str = "application/octet-stream",
+        actor: str = "",
+        owner: str | None = None,
+    ) -> str:
+        """Stream ``chunks`` into the job's file ``filename``; its ``s3://`` URI."""
+        return await self.instance.files.upload(
+            job_id, filename, chunks, length=length, content_type=content_type, actor=actor, owner=owner
+        )
+
+    async def file_download_url(self, job_id: UUID, filename: str, *, owner: str | None = None) -> str:
+        """A presigned ``GET`` URL of the job's file ``filename``, good for 60 seconds."""
+        return await self.instance.files.download_url(job_id, filename, owner=owner)

@@ -26,6 +26,7 @@ from chronik.api.app import create_app
 from chronik.core.errors import ChronikError
 
 from ._runtime.setup import prepare_database
+from ._tls import uvicorn_tls_options
 from .engine import Engine
 from .settings import Settings
 
@@ -56,7 +57,8 @@ async def serve(
     raised here, with its message, rather than logged by the server. ``sock`` is a
     listening socket to serve on instead (a child of ``serve_processes``); ``parent_fd``
     is the read end of a pipe whose other end only the parent holds: when it closes
-    (the parent is gone, even killed), this process stops as on SIGTERM.
+    (the parent is gone, even killed), this process stops as on SIGTERM. With
+    ``TLS_CERT_PATH`` it serves HTTPS, and asks for client certificates with ``TLS_CA_PATH``.
     """
     settings = engine.settings
     app = create_app(
@@ -67,7 +69,11 @@ async def serve(
         manage_engine=False,
         clients_config_path=settings.clients_config_path,
         client_rate_limit=settings.client_rate_limit,
+        enable_client_api=settings.enable_client_api,
+        worker_auth_mode=settings.worker_auth_mode,
+        worker_token_ttl=settings.worker_token_ttl_seconds,
     )
+    tls = uvicorn_tls_options(settings)  # before the engine starts: a bad TLS_* setting fails first
     await engine.start()
     try:
         config = uvicorn.Config(
@@ -78,6 +84,7 @@ async def serve(
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **tls,
         )
         server = uvicorn.Server(config)
         # uvicorn re-raises SIGTERM/SIGINT after serve() returns, which would end the process
@@ -151,6 +158,7 @@ async def serve_processes(
     service's supervisor (systemd, compose, Kubernetes) sees the failure and restarts
     the whole group. Children stop by themselves when this process is gone, killed too.
     """
+    uvicorn_tls_options(settings)  # the children serve TLS from the same settings: check them once, here
     embedded: EmbeddedPostgres | None = None
     database_url = settings.database_url
     if database_url is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -36,6 +37,8 @@ ENVIRONMENT: dict[str, str] = {
     "PROJECTION_INTERVAL_SECONDS": "how often projections look for new events while jobs move",
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
     "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
+    "ENABLE_CLIENT_API": "false: serve only the worker routes and /_public (no client API)",
+    "MAX_TRANSITIONS_PER_JOB": "the states a job may enter before it fails (a blueprint in a cycle)",
     "WORKER_RATE_LIMIT_HEARTBEATS": "too-frequent heartbeats per minute per worker",
     "WORKER_RATE_LIMIT_POLLS": "empty polls per minute per worker",
     "WORKER_RATE_LIMIT_OTHER": "refused worker requests and failed authentications per minute",
@@ -53,9 +56,16 @@ ENVIRONMENT: dict[str, str] = {
     "LOG_LEVEL": "the command line's log level",
     "LOG_FORMAT": "json or text logs",
     "OTEL_TRACES_EXPORTER": "where traces go: otlp, console or none (with the other OTEL_ variables)",
-    "ORCHESTRATOR_URL": "(workers) the orchestrator to poll",
+    "ORCHESTRATOR_URL": "(workers, chronik.Client) the orchestrator to call",
     "WORKER_TOKEN": "(workers) the token a worker sends",
     "WORKER_ID": "(workers) the worker's id",
+    "TLS_CERT_PATH": "serve HTTPS with this certificate (PEM); (workers) the client certificate to present",
+    "TLS_KEY_PATH": "the private key of TLS_CERT_PATH (PEM), unless that file holds it",
+    "TLS_CA_PATH": "the CA that signs workers' client certificates; (workers) the CA of the orchestrator's",
+    "TLS_REQUIRE_CLIENT_CERT": "true: refuse TLS connections without a client certificate of TLS_CA_PATH",
+    "WORKER_AUTH_MODE": "how workers authenticate: mixed, mtls-only or token-only",
+    "WORKER_TOKEN_TTL_SECONDS": "how long a short-lived worker token (POST /_worker/auth/token) lasts",
+    "WORKER_TOKEN_EXCHANGE": "(workers) true: exchange the worker's credential for short-lived tokens",
 }
 """Every environment variable chronik reads, with what it is for; docs/operations.md has the defaults."""
 
@@ -111,6 +121,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``SCHEDULES_CONFIG_PATH``: a ``schedules.toml`` of blueprints to start on a schedule."""
     client_rate_limit: int = 0
     """``CLIENT_RATE_LIMIT_PER_MINUTE``: requests per minute of a client without its own limit; 0: none."""
+    enable_client_api: bool = True
+    """``ENABLE_CLIENT_API``: false serves only the worker routes and ``/_public`` (Avtomatika's
+    holon mode: jobs come from schedules and the embedding program, not from clients)."""
+    max_transitions: int = 100
+    """``MAX_TRANSITIONS_PER_JOB``: how many times a job may enter a state before it fails with
+    ``MAX_TRANSITIONS_EXCEEDED``; a create request's ``max_transitions`` overrides it."""
     worker_rate_heartbeats: int = 120
     """``WORKER_RATE_LIMIT_HEARTBEATS``: heartbeats per minute per worker that come sooner than
     ``60 / this`` seconds after the worker's previous one (a steady beat costs nothing); 0: none."""
@@ -135,6 +151,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``WEBHOOK_INTERVAL_SECONDS``: how often an idle sender looks for due notifications (jittered)."""
     timezone: str = "UTC"
     """``TZ``: the IANA time zone the schedules' times are in (``Europe/Berlin``)."""
+    tls_cert_path: str | None = None
+    """``TLS_CERT_PATH``: serve HTTPS with this certificate (PEM, its chain after it); None: HTTP."""
+    tls_key_path: str | None = None
+    """``TLS_KEY_PATH``: the certificate's private key (PEM); None: ``TLS_CERT_PATH`` holds it."""
+    tls_ca_path: str | None = None
+    """``TLS_CA_PATH``: the CA certificates (PEM) that sign workers' client certificates; with it the
+    server asks each connection for a certificate, and a verified one's CN is the worker's id."""
+    tls_require_client_cert: bool = False
+    """``TLS_REQUIRE_CLIENT_CERT``: refuse a TLS connection without a verified client certificate
+    (every route then needs one, clients' too); false: ask for one but let connections without in."""
+    worker_auth_mode: str = "mixed"
+    """``WORKER_AUTH_MODE``: ``mixed`` (a client certificate or a token), ``mtls-only`` (a certificate,
+    or a short-lived token issued for one) or ``token-only`` (tokens; certificates are ignored)."""
+    worker_token_ttl_seconds: float = 3600.0
+    """``WORKER_TOKEN_TTL_SECONDS``: how long a short-lived worker token lasts."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +195,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             s3=S3Config.from_env(env),
             client_rate_limit=_number(env, "CLIENT_RATE_LIMIT_PER_MINUTE", int, 0, minimum=0),
+            enable_client_api=_flag(env, "ENABLE_CLIENT_API", True),
+            max_transitions=_number(env, "MAX_TRANSITIONS_PER_JOB", int, 100, minimum=1),
             worker_rate_heartbeats=_number(env, "WORKER_RATE_LIMIT_HEARTBEATS", int, 120, minimum=0),
             worker_rate_polls=_number(env, "WORKER_RATE_LIMIT_POLLS", int, 60, minimum=0),
             worker_rate_other=_number(env, "WORKER_RATE_LIMIT_OTHER", int, 100, minimum=0),
@@ -171,7 +204,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             webhook_retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", float, 2.0, minimum=0),
             webhook_concurrency=_number(env, "WEBHOOK_CONCURRENCY", int, 16, minimum=1),
             webhook_interval=_number(env, "WEBHOOK_INTERVAL_SECONDS", float, 1.0, minimum=0.05),
+            tls_cert_path=env.get("TLS_CERT_PATH") or None,
+            tls_key_path=env.get("TLS_KEY_PATH") or None,
+            tls_ca_path=env.get("TLS_CA_PATH") or None,
+            tls_require_client_cert=_flag(env, "TLS_REQUIRE_CLIENT_CERT", False),
+            worker_auth_mode=_auth_mode(env.get("WORKER_AUTH_MODE") or "mixed"),
+            worker_token_ttl_seconds=_number(
+                env, "WORKER_TOKEN_TTL_SECONDS", float, 3600.0, minimum=1, maximum=86400.0
+            ),
         )
+
+
+WORKER_AUTH_MODES = ("mixed", "mtls-only", "token-only")
+"""The values of ``WORKER_AUTH_MODE``, as in Avtomatika."""
+
+
+def _auth_mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in WORKER_AUTH_MODES:
+        raise ConfigError(f"WORKER_AUTH_MODE={value!r} must be one of {', '.join(WORKER_AUTH_MODES)}")
+    return mode
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} must be true or false")
 
 
 def _zone(name: str) -> str:
@@ -186,7 +249,9 @@ def _zone(name: str) -> str:
     return zone
 
 
-def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, *, minimum: N) -> N:
+def _number(
+    env: Mapping[str, str], name: str, kind: type[N], default: N, *, minimum: N, maximum: N | None = None
+) -> N:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -194,6 +259,10 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N, *, min
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} must be a finite number")
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
     return value

@@ -16,7 +16,9 @@ async def resize(params, progress):
 ``chronik worker mymodule:worker`` runs it. It speaks the same protocol as
 Avtomatika's workers (register, heartbeat, long-poll, result, events), so the
 orchestrator treats both alike. The URL comes from ``--url`` or
-``ORCHESTRATOR_URL``, the token from ``WORKER_TOKEN``, the id from ``WORKER_ID``.
+``ORCHESTRATOR_URL``, the token from ``WORKER_TOKEN``, the id from ``WORKER_ID``;
+over HTTPS, the client certificate from ``TLS_CERT_PATH`` and ``TLS_KEY_PATH`` and
+the orchestrator's CA from ``TLS_CA_PATH``, as Avtomatika's workers read them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -51,7 +54,7 @@ from chronik.core.wire import (
 
 from ._result_sender import ResultSender
 from ._task_handlers import Result, TaskError, check_handler, result_message, run_task, unset_to_none
-from ._worker_link import NETWORK_ERRORS, Link, as_json, decode, retry_after, tasks_of
+from ._worker_link import NETWORK_ERRORS, Link, as_json, client_tls_context, decode, tasks_of
 
 __all__ = ["Result", "TaskError", "Worker"]
 
@@ -74,10 +77,33 @@ class Worker:
         heartbeat_interval: float = 20.0,
         poll_timeout: float = 30.0,
         worker_type: str = "chronik-worker",
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
+        token_exchange: bool | None = None,
     ) -> None:
+        """A worker; what is not given is read when it serves (the environment variables in brackets).
+
+        Args:
+            worker_id: Its id (``WORKER_ID``; host and pid by default). With a client
+                certificate, its CN.
+            url: The orchestrator (``--url``, ``ORCHESTRATOR_URL``), ``https://`` for TLS.
+            token: Its long-lived token (``WORKER_TOKEN``); messages are signed with it.
+            tls_cert: A client certificate to present over HTTPS, PEM (``TLS_CERT_PATH``).
+            tls_key: Its private key, PEM, unless ``tls_cert`` holds it (``TLS_KEY_PATH``).
+            tls_ca: The CA that signs the orchestrator's certificate, PEM (``TLS_CA_PATH``);
+                by default the system's.
+            token_exchange: Exchange the token or certificate for short-lived tokens
+                (``POST /_worker/auth/token``) and send those, renewing each before it expires
+                (``WORKER_TOKEN_EXCHANGE``; default false).
+        """
         self.worker_id = worker_id or os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
         self.url = url
         self.token = token
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.tls_ca = tls_ca
+        self.token_exchange = token_exchange
         self.capacity = capacity
         self.heartbeat_interval = heartbeat_interval
         self.poll_timeout = poll_timeout
@@ -143,10 +169,14 @@ class Worker:
         base = (self.url or os.environ.get("ORCHESTRATOR_URL") or "http://127.0.0.1:8080").rstrip("/")
         token = self.token if self.token is not None else os.environ.get("WORKER_TOKEN", "")
         self.token = token
-        headers = {"X-Worker-Token": token, "X-Worker-ID": self.worker_id, "X-RXON-Version": PROTOCOL_VERSION}
+        exchange = self.token_exchange
+        if exchange is None:
+            exchange = _flag("WORKER_TOKEN_EXCHANGE", os.environ.get("WORKER_TOKEN_EXCHANGE"))
+        headers = {"X-Worker-ID": self.worker_id, "X-RXON-Version": PROTOCOL_VERSION}
         timeout = aiohttp.ClientTimeout(total=30.0)
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as http:
-            self._link = link = Link(http, base, worker_id=self.worker_id, token=token)
+        connector = aiohttp.TCPConnector(ssl=self._tls() or True)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as http:
+            self._link = link = Link(http, base, worker_id=self.worker_id, token=token, exchange=exchange)
             self._results = ResultSender(link)
             await self._register()
             beat = asyncio.create_task(self._heartbeats())
@@ -167,6 +197,18 @@ class Worker:
                     await side
             self._link = None
         log.info("worker_stopped", worker_id=self.worker_id)
+
+    def _tls(self) -> ssl.SSLContext | None:
+        """The client side of TLS: the worker's certificate and the orchestrator's CA, if set."""
+        cert = self.tls_cert or os.environ.get("TLS_CERT_PATH") or None
+        key = self.tls_key or os.environ.get("TLS_KEY_PATH") or None
+        ca = self.tls_ca or os.environ.get("TLS_CA_PATH") or None
+        try:
+            return client_tls_context(cert, key, ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"the worker's TLS files cannot be used (TLS_CERT_PATH, TLS_KEY_PATH, TLS_CA_PATH): {exc}"
+            ) from None
 
     def _task_files(self, job_id: str) -> TaskFiles:
         """The job's S3 folder, from the worker's S3_* settings (read once)."""
@@ -235,7 +277,7 @@ class Worker:
 
     async def _poll(self) -> None:
         link = self._linked()
-        url = f"{link.base}/_worker/workers/{self.worker_id}/tasks/next"
+        path = f"/_worker/workers/{self.worker_id}/tasks/next"
         skills = ",".join(sorted(self.handlers))
         timeout = aiohttp.ClientTimeout(total=self.poll_timeout + 5)
         backoff = 0.5
@@ -247,9 +289,7 @@ class Worker:
             started = 0
             try:
                 try:
-                    async with link.http.get(url, params=params, timeout=timeout) as response:
-                        status, text = response.status, await response.text()
-                        wait = retry_after(response.headers)
+                    status, text, wait = await link.request("GET", path, params=params, timeout=timeout)
                 except NETWORK_ERRORS as exc:
                     log.warning("poll_failed", error=str(exc), retry_in=backoff)
                     await asyncio.sleep(backoff)
@@ -337,3 +377,12 @@ class Worker:
             if running is not None:
                 log.info("task_cancelled_by_orchestrator", task_id=task_id)
                 running.cancel()
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} must be true or false")

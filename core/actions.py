@@ -333,7 +333,8 @@ def _branch(
     return Branch(
         task_type=task_type,
         params=dict(params or {}),
-        timeout_seconds=timeout_seconds,  # type: ignore[arg-type]
+        # A float, as the event decodes it: the live row and a refold of the log must be the same bytes.
+        timeout_seconds=None if timeout_seconds is None else float(timeout_seconds),  # type: ignore[arg-type]
         max_retries=max_retries,  # type: ignore[arg-type]
         priority=priority,  # type: ignore[arg-type]
     )

@@ -7,9 +7,10 @@ where the approval's deadline leads (see ``deadlines.decide_due``).
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 
-from .errors import InvalidDecision, JobNotAwaitingApproval
+from .errors import InvalidDecision, JobNotAwaitingApproval, JobNotFound
 from .events import AnyEvent, ApprovalGiven, StateEntered
 from .state import JobState, JobStatus
 
@@ -21,12 +22,33 @@ __all__ = [
 
 
 def decide_approval(
-    state: JobState, decision: str, at: datetime, *, comment: str = "", actor: str = ""
+    state: JobState,
+    decision: str,
+    at: datetime,
+    *,
+    comment: str = "",
+    actor: str = "",
+    token: str | None = None,
 ) -> tuple[AnyEvent, ...]:
-    """A person's decision on a job waiting for one: it moves to ``transitions[decision]``."""
+    """A person's decision on a job waiting for one: it moves to ``transitions[decision]``.
+
+    With ``token`` (the public approval link), the decision counts only if it is the open
+    request's token; any other answers as an unknown job does, so the link reveals nothing.
+    """
     approval = state.approval
+    if token is not None and (
+        approval is None
+        or not approval.token
+        or not hmac.compare_digest(token.encode(), approval.token.encode())
+    ):
+        raise JobNotFound(f"no job has the id {state.job_id}")
     if state.status != JobStatus.WAITING_FOR_HUMAN or approval is None:
         raise JobNotAwaitingApproval(f"job {state.job_id} is {state.status!r}, not waiting for a decision")
+    if approval.timeout_at is not None and at >= approval.timeout_at:
+        # Its deadline has passed; the watcher is about to follow "timeout". A late decision loses.
+        raise JobNotAwaitingApproval(
+            f"job {state.job_id} stopped waiting for a decision at {approval.timeout_at}"
+        )
     # "timeout" is where the deadline leads; nobody can decide it.
     target = approval.transitions.get(decision) if decision != TIMEOUT_DECISION else None
     if target is None:

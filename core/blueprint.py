@@ -21,10 +21,12 @@ targets are computed at run time declares them with ``transitions=(...)``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
+
+import msgspec
 
 from .actions import check_timeout
 from .conditions import Condition, parse_condition
@@ -91,6 +93,32 @@ def normalize_endpoint(endpoint: str, *, blueprint: str) -> str:
     return segment
 
 
+def _input_schema(
+    blueprint: str, schema: object
+) -> tuple[type[msgspec.Struct] | dict[str, Any] | None, dict[str, Any] | None]:
+    """``input_schema`` as kept (a Struct type, or a private copy of the dict) and as JSON Schema."""
+    where = f"blueprint {blueprint!r}: input_schema"
+    if schema is None:
+        return None, None
+    if isinstance(schema, type) and issubclass(schema, msgspec.Struct):
+        if schema.__struct_config__.array_like:
+            raise BlueprintError(f"{where}: initial_data is a JSON object; the Struct cannot be array_like")
+        try:
+            return schema, msgspec.json.schema(schema)
+        except (TypeError, ValueError) as exc:
+            raise BlueprintError(f"{where}: {schema.__name__} has no JSON Schema: {exc}") from None
+    if isinstance(schema, Mapping):
+        try:
+            # A private copy (later changes to the caller's dict change nothing), and proof it is JSON.
+            copied: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(dict(schema)))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise BlueprintError(f"{where}: a JSON Schema dict must be JSON: {exc}") from None
+        return copied, copied
+    raise BlueprintError(
+        f"{where} must be a msgspec.Struct type or a JSON Schema dict, got {type(schema).__name__} {schema!r}"
+    )
+
+
 class Blueprint:
     """A named state machine whose handlers drive jobs from a start state to an end state."""
 
@@ -102,6 +130,7 @@ class Blueprint:
         description: str = "",
         data_stores: dict[str, Any] | None = None,
         timeout_seconds: float | None = None,
+        input_schema: type[msgspec.Struct] | Mapping[str, Any] | None = None,
     ) -> None:
         """A blueprint named ``name``, creating jobs at ``POST /api/v1/jobs/{api_endpoint}``.
 
@@ -111,6 +140,11 @@ class Blueprint:
 
         ``timeout_seconds`` is how long a job of this blueprint may live; past it, the job
         fails with ``JOB_TIMEOUT`` wherever it is (a client may set its own per job).
+
+        ``input_schema`` is the shape of ``initial_data``: a ``msgspec.Struct`` type or a
+        JSON Schema (a dict). Every job is checked against it when it is created (over
+        HTTP, from Python, by a schedule or as a child), and refused with
+        ``INVALID_INPUT_ERROR`` naming the field; the job keeps ``initial_data`` as sent.
         """
         if not isinstance(name, str) or not name.strip():
             raise BlueprintError(f"a blueprint needs a non-empty name, got {name!r}")
@@ -130,6 +164,11 @@ class Blueprint:
         except ActionError as exc:
             raise BlueprintError(exc.message) from None
         self.timeout_seconds = timeout_seconds
+        kept, as_json_schema = _input_schema(name, input_schema)
+        self.input_schema = kept
+        """The shape of ``initial_data``: the Struct type or a copy of the JSON Schema; ``None``: any."""
+        self.input_json_schema = as_json_schema
+        """``input_schema`` as JSON Schema (a Struct's by ``msgspec.json.schema``): the OpenAPI shows it."""
 
     def __repr__(self) -> str:
         return f"Blueprint({self.name!r}, api_endpoint={self.api_endpoint!r}, states={list(self.states)})"

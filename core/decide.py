@@ -42,6 +42,7 @@ __all__ = [
     "decide_child_ended",
     "decide_create",
     "decide_step",
+    "decide_transition_cap",
     "history_diff",
 ]
 
@@ -75,8 +76,17 @@ def decide_create(
     timeout_seconds: float | None = None,
     webhook_url: str | None = None,
     traceparent: str | None = None,
+    client: str = "",
+    metadata: dict[str, Any] | None = None,
+    max_transitions: int = 0,
+    security: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
+    dispatch_timeout: float | None = None,
 ) -> tuple[AnyEvent, ...]:
-    """The events that create a job; ``timeout_seconds`` overrides the blueprint's job timeout."""
+    """The events that create a job; ``timeout_seconds`` overrides the blueprint's job timeout.
+
+    ``client`` owns the job; ``max_transitions`` caps the states it may enter (0: no cap).
+    """
     start = blueprint.start_state
     if start is None:
         raise BlueprintError(f"blueprint {blueprint.name!r} has no start state")
@@ -97,8 +107,30 @@ def decide_create(
             on_timeout=spec.on_timeout,
             webhook_url=webhook_url,
             traceparent=traceparent,
+            client=client,
+            metadata=metadata or {},
+            max_transitions=max_transitions,
+            security=security,
+            policy=policy,
+            dispatch_timeout=dispatch_timeout,
         ),
     )
+
+
+def decide_transition_cap(state: JobState, at: datetime) -> tuple[AnyEvent, ...]:
+    """The failure of a job that entered more states than its cap allows; empty within the cap.
+
+    Checked before a handler runs, so a blueprint that cycles stops instead of running forever.
+    """
+    if not state.max_transitions or state.transitions <= state.max_transitions:
+        return ()
+    error = ErrorInfo(
+        code="MAX_TRANSITIONS_EXCEEDED",
+        message=f"the job entered states {state.transitions} times, more than its max_transitions of "
+        f"{state.max_transitions}: a blueprint that loops on purpose needs a higher max_transitions "
+        "(in the create body) or MAX_TRANSITIONS_PER_JOB",
+    )
+    return (JobFailed(at=at, state=state.current_state, error=error),)
 
 
 def decide_step(
@@ -134,8 +166,8 @@ def decide_step(
             return _fail(
                 state, _action_error(f"the end state {spec.name!r} took an action; end states take none"), at
             )
-        if spec.is_failure:
-            error = ErrorInfo(
+        if spec.is_failure or state.failure is not None:
+            error = state.failure or ErrorInfo(
                 code="FAILURE_STATE", message=f"the job ended in the failure state {spec.name!r}"
             )
             return (
@@ -188,6 +220,7 @@ def decide_step(
                     priority=task.priority,
                     updates=outcome.updates,
                     removed=outcome.removed,
+                    dispatch_timeout=state.dispatch_timeout,
                 ),
             )
         case AwaitApproval() as approval:
@@ -205,6 +238,7 @@ def decide_step(
                     updates=outcome.updates,
                     removed=outcome.removed,
                     timeout_at=timeout_at,
+                    token=new_id().hex,  # 122 random bits (uuid4): the public link's secret
                 ),
             )
         case Sleep(seconds=seconds, then=then):

@@ -16,6 +16,7 @@ import msgspec
 
 from .events import (
     AnyEvent,
+    ApprovalRequested,
     BranchesJoined,
     ChildStarted,
     FilesStored,
@@ -109,5 +110,7 @@ def recorded_ids(events: Sequence[AnyEvent]) -> Callable[[], UUID]:
             ids.extend(branch.task_id for branch in event.branches)
         elif isinstance(event, ChildStarted):
             ids.append(event.child_job_id)
+        elif isinstance(event, ApprovalRequested) and event.token:
+            ids.append(UUID(hex=event.token))  # the public link's token is a uuid4's hex
     pool = iter(ids)
     return lambda: next(pool, None) or uuid4()

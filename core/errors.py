@@ -14,10 +14,13 @@ __all__ = [
     "BlueprintNotFound",
     "ChronikError",
     "ConfigError",
+    "FilesNotConfigured",
     "Forbidden",
     "IdempotencyKeyReused",
     "InvalidDecision",
+    "InvalidInitialData",
     "InvalidInput",
+    "JobEnded",
     "JobNotAwaitingApproval",
     "JobNotCancellable",
     "JobNotFound",
@@ -60,6 +63,16 @@ class InvalidInput(ChronikError):
     """The input is not valid."""
 
     code = "INVALID_INPUT_ERROR"
+
+
+class InvalidInitialData(InvalidInput):
+    """The job's initial_data does not match its blueprint's input_schema."""
+
+    def __init__(self, message: str, *, blueprint: str, path: str) -> None:
+        super().__init__(message)
+        self.blueprint = blueprint
+        self.path = path
+        """Where in ``initial_data`` the first problem is, as a JSON path: ``$.items[2].qty``."""
 
 
 class BlueprintNotFound(ChronikError):
@@ -180,3 +193,15 @@ class ConfigError(ChronikError):
     """A setting is missing or malformed."""
 
     code = "CONFIG_ERROR"
+
+
+class FilesNotConfigured(ChronikError):
+    """Files need S3-compatible storage, and none is configured: set S3_ENDPOINT (and its keys)."""
+
+    code = "FILES_NOT_CONFIGURED"
+
+
+class JobEnded(ChronikError):
+    """The job has ended; nothing can be added to it."""
+
+    code = "JOB_ENDED"

@@ -87,6 +87,21 @@ class JobCreated(Event, frozen=True, tag="JobCreated"):
     """Where to announce the job's end (and quarantine), as the client asked at creation."""
     traceparent: str | None = None
     """The W3C trace context of the job's trace: every step and task span joins it."""
+    client: str = ""
+    """The client that owns the job: its creator's name (a child job: its root's). Empty: no
+    client (the scheduler, an embedding program); only admins see such a job over HTTP."""
+    metadata: dict[str, Any] = {}
+    """The client's own annotations (Avtomatika's ``metadata``): kept, shown, sent with each task."""
+    max_transitions: int = 0
+    """How many times the job may enter a state; one more fails it (``MAX_TRANSITIONS_EXCEEDED``).
+    0: no cap (jobs created before the cap existed)."""
+    security: dict[str, Any] | None = None
+    """Avtomatika's ``security`` of the create request, recorded as sent; chronik does not act on it."""
+    policy: dict[str, Any] | None = None
+    """Avtomatika's ``policy`` of the create request, recorded as sent; chronik does not act on it."""
+    dispatch_timeout: float | None = None
+    """How long each task of the job may wait for a worker to take it (Avtomatika's
+    ``dispatch_timeout``); past it the job fails with ``DISPATCH_TIMEOUT``. None: as long as it takes."""
 
 
 class StateEntered(Event, frozen=True, tag="StateEntered"):
@@ -107,6 +122,9 @@ class StateEntered(Event, frozen=True, tag="StateEntered"):
     """
     on_timeout: str | None = None
     """Where the job goes when that deadline passes; it fails with ``STATE_TIMEOUT`` when None."""
+    error: ErrorInfo | None = None
+    """Set when an error moved the job (a task's ``INVALID_INPUT_ERROR`` down its ``failure``
+    transition): the job keeps going, and whatever end it reaches, it ends failed with this error."""
 
 
 class HandlerFailed(Event, frozen=True, tag="HandlerFailed"):
@@ -154,6 +172,9 @@ class TaskDispatched(Event, frozen=True, tag="TaskDispatched"):
     priority: int = 0
     updates: dict[str, Any] = {}
     removed: tuple[str, ...] = ()
+    dispatch_timeout: float | None = None
+    """The job's ``dispatch_timeout``: each attempt must be taken by a worker this soon after it
+    becomes available, or the job fails with ``DISPATCH_TIMEOUT``."""
 
 
 class TaskCompleted(Event, frozen=True, tag="TaskCompleted"):
@@ -237,6 +258,9 @@ class ApprovalRequested(Event, frozen=True, tag="ApprovalRequested"):
     removed: tuple[str, ...] = ()
     timeout_at: datetime | None = None
     """When nobody has decided by then, the job follows ``transitions["timeout"]`` or fails."""
+    token: str = ""
+    """The secret of this request's public approval link (``POST /_public/webhooks/approval/{job_id}``):
+    whoever holds it may decide, without a client token. A new request has a new one."""
 
 
 class ApprovalTimedOut(Event, frozen=True, tag="ApprovalTimedOut"):

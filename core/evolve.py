@@ -81,6 +81,10 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             on_timeout=event.on_timeout,
             webhook_url=event.webhook_url,
             traceparent=event.traceparent,
+            client=event.client,
+            metadata=dict(event.metadata),
+            max_transitions=event.max_transitions,
+            dispatch_timeout=event.dispatch_timeout,
         )
     version = state.version + 1
     match event:
@@ -96,6 +100,8 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 aggregation_results=None,
                 state_deadline_at=event.state_deadline_at,
                 on_timeout=event.on_timeout,
+                transitions=state.transitions + 1,
+                failure=event.error or state.failure,
                 version=version,
                 updated_at=event.at,
             )
@@ -116,6 +122,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 first_attempt=1,
                 available_at=event.at,
                 dispatched_at=event.at,
+                dispatch_timeout=event.dispatch_timeout,
             )
             return _waiting(
                 state,
@@ -211,6 +218,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
                 transitions=dict(event.transitions),
                 requested_at=event.at,
                 timeout_at=event.timeout_at,
+                token=event.token,
             )
             return _waiting(
                 state,

@@ -40,3 +40,5 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     state: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    client: str | None = None
+    """Only the jobs this client owns (None: every client's)."""

@@ -67,6 +67,8 @@ class TaskState(msgspec.Struct, frozen=True, kw_only=True):
     available_at: datetime
     """When the current attempt may be claimed (later than dispatch after a backoff)."""
     dispatched_at: datetime
+    dispatch_timeout: float | None = None
+    """How long after ``available_at`` a worker must have taken the attempt (the job's)."""
 
     @property
     def retries_left(self) -> int:
@@ -82,6 +84,8 @@ class ApprovalState(msgspec.Struct, frozen=True, kw_only=True):
     transitions: dict[str, str]
     requested_at: datetime
     timeout_at: datetime | None = None
+    token: str = ""
+    """The secret of the public approval link (``ApprovalRequested.token``)."""
 
 
 class TimerState(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,6 +193,18 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     traceparent: str | None = None
     files: tuple[str, ...] = ()
     """Every S3 object key stored for the job (``FilesStored``), removed when it ends."""
+    client: str = ""
+    """The client that owns the job (``JobCreated.client``); empty: none, only admins see it."""
+    metadata: dict[str, Any] = {}
+    """The client's own annotations, as sent at creation."""
+    transitions: int = 0
+    """How many times the job has entered a state (``StateEntered``)."""
+    max_transitions: int = 0
+    """The most ``transitions`` the job may make; 0: no cap."""
+    failure: ErrorInfo | None = None
+    """The error that sent the job down a failure path (``StateEntered.error``): it ends failed."""
+    dispatch_timeout: float | None = None
+    """How long each of the job's tasks may wait for a worker (``JobCreated.dispatch_timeout``)."""
 
     @property
     def is_terminal(self) -> bool:

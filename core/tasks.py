@@ -167,7 +167,8 @@ def decide_task_lost(
 ) -> tuple[AnyEvent, ...]:
     """The events for an attempt that ended without a result.
 
-    ``reason`` is ``lease_expired`` or ``timed_out``; either counts as a retryable failure.
+    ``reason`` is ``lease_expired`` or ``timed_out``, either a retryable failure; or ``not_taken``:
+    no worker took the attempt within the job's ``dispatch_timeout``, and the job fails.
     """
     task = current_attempt(state, task_id)
     if task is None or task.attempt != attempt:
@@ -175,6 +176,16 @@ def decide_task_lost(
     lost = TaskLost(
         at=at, task_id=task_id, attempt=attempt, worker_id=worker_id, reason=reason, claimed_at=claimed_at
     )
+    if reason == "not_taken":
+        error = ErrorInfo(
+            code="DISPATCH_TIMEOUT",
+            message=f"no worker took task {task.task_type!r} within the job's dispatch_timeout of "
+            f"{task.dispatch_timeout} s",
+        )
+        # Another attempt would wait in the same queue for the same absent workers.
+        if _is_branch(state):
+            return _joined(state, (lost, BranchFailed(at=at, task_id=task_id, error=error)))
+        return (lost, JobFailed(at=at, state=task.state, error=error))
     if reason == "timed_out":
         error = ErrorInfo(
             code="TIMEOUT_ERROR",
@@ -209,7 +220,8 @@ def _after_failure(
     if error.code in FAIL_CODES:
         target = task.transitions.get(FAILURE)
         if target is not None:
-            return (StateEntered(at=at, state=target, from_state=task.state),)
+            # The blueprint's failure path runs, but the job ends failed whatever end it reaches.
+            return (StateEntered(at=at, state=target, from_state=task.state, error=error),)
         return (JobFailed(at=at, state=task.state, error=error),)
     if task.retries_left > 0:
         return _retry(task, error, at, policy, rand)

@@ -37,6 +37,7 @@ __all__ = [
     "MAX_RESULTS_PER_MESSAGE",
     "MAX_TASKS_PER_POLL",
     "PROTOCOL_VERSION",
+    "SHORT_LIVED_TOKEN_PREFIX",
     "EventAnswer",
     "EventBody",
     "HeartbeatAnswer",
@@ -55,9 +56,15 @@ __all__ = [
     "TaskMetadata",
     "TaskRef",
     "TasksAnswer",
+    "TokenAnswer",
+    "TokenHolder",
 ]
 
 PROTOCOL_VERSION = "1.0b17"
+
+SHORT_LIVED_TOKEN_PREFIX = "chronik_wt_"
+"""How a short-lived worker token begins: the orchestrator looks such a token up among those it
+issued (``POST /_worker/auth/token``), and compares any other with the long-lived ones."""
 """The ``rxon`` version chronik speaks; the SDK sends it as ``X-RXON-Version``."""
 
 MAX_TASKS_PER_POLL = 1000
@@ -284,6 +291,14 @@ class ProgressReport(msgspec.Struct, frozen=True, kw_only=True):
     message: str = ""
 
 
+class TokenHolder(msgspec.Struct, frozen=True, kw_only=True):
+    """Whom a short-lived worker token was issued to, and for which credential."""
+
+    worker_id: str
+    by_certificate: bool
+    """Issued for a client certificate (``mtls-only`` accepts only these), not for a worker token."""
+
+
 # -- messages the orchestrator sends -----------------------------------------------
 
 
@@ -356,3 +371,17 @@ class EventAnswer(msgspec.Struct, kw_only=True):
 
     status: str = "event_accepted"
     cancel_task_ids: list[str] | UnsetType = UNSET
+
+
+class TokenAnswer(msgspec.Struct, kw_only=True):
+    """The answer to ``POST /_worker/auth/token``: a short-lived token, in Avtomatika's shape.
+
+    chronik issues no refresh token (``refresh_token`` is null): a worker renews by exchanging
+    its long-lived token or its certificate again, and a short-lived token cannot mint another.
+    """
+
+    access_token: str
+    expires_in: int
+    """Seconds the token lasts from when it was issued."""
+    worker_id: str
+    refresh_token: str | None = None

@@ -76,6 +76,7 @@ async def commit(conn: Connection, change: JobChange, *, hold: StepHold | None =
                 change.remove_files,
                 None if hold is None else hold.lease_seconds,
                 None if hold is None else hold.instance,
+                [task.dispatch_timeout for task in queued],
             )
     except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError) as exc:
         # A deadlock here is two writers of one job meeting on its rows: the same race, lost.

@@ -80,6 +80,7 @@ async def list_states(
             after[0] if after else None,
             after[1] if after else None,
             limit + 1,
+            where.client,
         )
     page = rows[:limit]
     more = len(rows) > limit

@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from chronik.core.errors import InvalidInput
 from chronik.core.records import JobFilter, RecordedEvent
 
-from ..guards import client_entry_of, client_of
+from ..guards import client_entry_of, client_of, owner_of
 from ..ports import Orchestrator
 from ..schemas import (
     ApprovalAccepted,
@@ -34,6 +34,8 @@ from ..schemas import (
     WebhookView,
 )
 from .admin import reload_workers
+from .catalog import blueprint_graph, dashboard, list_workers
+from .files import download_file, file_upload_link, upload_file
 
 __all__ = ["MAX_WAIT_SECONDS", "job_routes"]
 
@@ -77,9 +79,14 @@ async def create_job(
         data.initial_data,
         actor=client_of(request),
         idempotency_key=idempotency_key,
-        timeout_seconds=data.timeout_seconds,
+        timeout_seconds=data.job_timeout(),
         webhook_url=data.webhook_url,
         monthly_quota=entry.monthly_attempts if entry is not None else None,
+        metadata=data.metadata,
+        max_transitions=data.max_transitions,
+        security=data.security,
+        policy=data.policy,
+        dispatch_timeout=data.dispatch_timeout,
     )
     return JobAccepted(job_id=job.job_id)
 
@@ -87,6 +94,7 @@ async def create_job(
 @get("/jobs", summary="List jobs")
 async def list_jobs(
     state: State,
+    request: Request[Any, Any, Any],
     blueprint: FromQuery[str | None] = None,
     status: FromQuery[str | None] = None,
     current_state: Annotated[str | None, QueryParameter(name="state")] = None,
@@ -108,8 +116,25 @@ async def list_jobs(
         created_after=created_after,
         created_before=created_before,
     )
-    jobs, last = await _engine(state).list_jobs(where, limit=limit, after=_decode_cursor(cursor))
+    jobs, last = await _engine(state).list_jobs(
+        where, limit=limit, after=_decode_cursor(cursor), owner=owner_of(request)
+    )
     return JobPage(jobs=[JobView.of(job) for job in jobs], next_cursor=_encode_cursor(last))
+
+
+@get("/jobs/quarantined", summary="List quarantined jobs")
+async def list_quarantined(
+    state: State, request: Request[Any, Any, Any], limit: FromQuery[int] = 100
+) -> list[JobView]:
+    """The caller's quarantined jobs, newest first (Avtomatika's route: a plain array, at most ``limit``).
+
+    Each waits for a person: ``POST /jobs/{id}/retry`` runs its task again, ``/cancel`` ends it.
+    """
+    if not 1 <= limit <= 500:
+        raise InvalidInput(f"limit must be from 1 to 500, got {limit}")
+    where = JobFilter(status="quarantined")
+    jobs, _last = await _engine(state).list_jobs(where, limit=limit, owner=owner_of(request))
+    return [JobView.of(job) for job in jobs]
 
 
 def _encode_cursor(last: tuple[datetime, UUID] | None) -> str | None:
@@ -132,24 +157,52 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
 async def get_job(
     job_id: FromPath[str],
     state: State,
+    request: Request[Any, Any, Any],
     as_of_version: FromQuery[int | None] = None,
     as_of: FromQuery[datetime | None] = None,
     wait: FromQuery[float | None] = None,
-) -> JobView:
+    fields: FromQuery[str | None] = None,
+) -> JobView | dict[str, Any]:
     """The job's current state, or with ``as_of_version``/``as_of`` the state it had then (from its log).
 
     With ``wait`` (seconds, at most ``MAX_WAIT_SECONDS``) the answer comes once the job has ended or
-    was quarantined, or at the deadline with the state it has then: no need to poll.
+    was quarantined, or at the deadline with the state it has then: no need to poll. With
+    ``fields`` (comma-separated names of the job view's fields) only those come, and ``id``.
     """
     engine = _engine(state)
+    wanted = _fields(fields)
+    owner = owner_of(request)
     if wait is not None:
         _check_wait(wait, time_travel=as_of_version is not None or as_of is not None)
-        job, progress = await engine.wait_for_job(_job_id(job_id), wait)
+        job, progress = await engine.wait_for_job(_job_id(job_id), wait, owner=owner)
+        view = JobView.of(job, progress=progress)
     elif as_of_version is None and as_of is None:
-        job, progress = await engine.get_job_with_progress(_job_id(job_id))
+        job, progress = await engine.get_job_with_progress(_job_id(job_id), owner=owner)
+        view = JobView.of(job, progress=progress)
     else:
-        return JobView.of(await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of))
-    return JobView.of(job, progress=progress)
+        view = JobView.of(
+            await engine.job_as_of(_job_id(job_id), version=as_of_version, at=as_of, owner=owner)
+        )
+    if wanted is None:
+        return view
+    whole = msgspec.to_builtins(view)
+    return {name: whole[name] for name in ("id", *wanted) if name in whole}
+
+
+_VIEW_FIELDS = frozenset(JobView.__struct_fields__)
+
+
+def _fields(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    wanted = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - _VIEW_FIELDS)
+    if unknown or not wanted:
+        raise InvalidInput(
+            f"fields must name fields of a job ({', '.join(sorted(_VIEW_FIELDS))}); "
+            f"unknown: {', '.join(unknown) or '(none given)'}"
+        )
+    return wanted
 
 
 def _check_wait(wait: float, *, time_travel: bool) -> None:
@@ -163,13 +216,16 @@ def _check_wait(wait: float, *, time_travel: bool) -> None:
 async def get_history(
     job_id: FromPath[str],
     state: State,
+    request: Request[Any, Any, Any],
     after_version: FromQuery[int] = 0,
     limit: FromQuery[int | None] = None,
 ) -> list[HistoryEntry]:
     """The job's events, oldest first; page with ``after_version`` (the last version seen) and ``limit``."""
     if not 0 <= after_version < 2**31 or (limit is not None and not 1 <= limit <= 10_000):
         raise InvalidInput("after_version must be a version (0 or more) and limit from 1 to 10000")
-    events = await _engine(state).job_history(_job_id(job_id), after_version=after_version, limit=limit)
+    events = await _engine(state).job_history(
+        _job_id(job_id), after_version=after_version, limit=limit, owner=owner_of(request)
+    )
     return [HistoryEntry.of(recorded) for recorded in events]
 
 
@@ -177,6 +233,7 @@ async def get_history(
 async def stream_events(
     job_id: FromPath[str],
     state: State,
+    request: Request[Any, Any, Any],
     after_version: FromQuery[int] = 0,
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
 ) -> ServerSentEvent | Response[None]:
@@ -186,7 +243,7 @@ async def stream_events(
     ends after the event that ends or quarantines the job; 204 when nothing more will come.
     """
     after = _resume_after(after_version, last_event_id)
-    events = await _engine(state).job_events(_job_id(job_id), after)
+    events = await _engine(state).job_events(_job_id(job_id), after, owner=owner_of(request))
     if events is None:  # 204 tells an EventSource to stop reconnecting
         return Response(None, status_code=HTTP_204_NO_CONTENT)
     return ServerSentEvent(_messages(events))
@@ -219,22 +276,28 @@ async def approve_job(
 ) -> ApprovalAccepted:
     """Record a decision; 409 when the job waits for none, 422 for a decision it does not offer."""
     job = await _engine(state).approve_job(
-        _job_id(job_id), data.decision, comment=data.comment, actor=client_of(request)
+        _job_id(job_id),
+        data.decision,
+        comment=data.comment,
+        actor=client_of(request),
+        owner=owner_of(request),
     )
     return ApprovalAccepted(job_id=job.job_id)
 
 
 @get("/jobs/{job_id:str}/webhooks", summary="A job's webhook notifications")
-async def get_webhooks(job_id: FromPath[str], state: State) -> list[WebhookView]:
+async def get_webhooks(
+    job_id: FromPath[str], state: State, request: Request[Any, Any, Any]
+) -> list[WebhookView]:
     """Each notification of the job's ``webhook_url`` with every delivery attempt; 404 for an unknown job."""
-    found = await _engine(state).job_webhooks(_job_id(job_id))
+    found = await _engine(state).job_webhooks(_job_id(job_id), owner=owner_of(request))
     return [msgspec.convert(row, WebhookView) for row in found]
 
 
 @post("/jobs/{job_id:str}/retry", status_code=HTTP_200_OK, summary="Re-run a quarantined job")
 async def retry_job(job_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> RetryAccepted:
     """Queue a quarantined job's task again, with a fresh retry budget; 409 for any other job."""
-    job = await _engine(state).retry_job(_job_id(job_id), actor=client_of(request))
+    job = await _engine(state).retry_job(_job_id(job_id), actor=client_of(request), owner=owner_of(request))
     return RetryAccepted(job_id=job.job_id)
 
 
@@ -247,7 +310,9 @@ async def cancel_job(
 ) -> CancelAccepted:
     """Cancel a job that has not ended; 409 when it has."""
     reason = data.reason if data else ""
-    job = await _engine(state).cancel_job(_job_id(job_id), reason=reason, actor=client_of(request))
+    job = await _engine(state).cancel_job(
+        _job_id(job_id), reason=reason, actor=client_of(request), owner=owner_of(request)
+    )
     return CancelAccepted(job_id=job.job_id)
 
 
@@ -257,6 +322,7 @@ def job_routes(guards: list[object]) -> Router:
         path="/api/v1",
         route_handlers=[
             list_jobs,
+            list_quarantined,
             create_job,
             approve_job,
             get_job,
@@ -266,6 +332,12 @@ def job_routes(guards: list[object]) -> Router:
             cancel_job,
             retry_job,
             reload_workers,
+            list_workers,
+            dashboard,
+            blueprint_graph,
+            file_upload_link,
+            upload_file,
+            download_file,
         ],
         guards=guards,  # type: ignore[arg-type]
         tags=["jobs"],

@@ -4,7 +4,8 @@ Each handler reads its message into the Structs of ``core/wire.py`` (task ids pa
 here, at the edge) and calls the worker service through its port. Two extensions save
 round trips: ``max_tasks`` on a poll, and ``POST /_worker/tasks/results``. What a request
 wastes (an empty poll, a refusal) is counted against the worker's budgets once its
-outcome is known; a request that does work costs no count.
+outcome is known; a request that does work costs no count. ``POST /_worker/auth/token``
+exchanges a worker's long-lived token or client certificate for a short-lived token.
 """
 
 from __future__ import annotations
@@ -35,10 +36,18 @@ from chronik.core.wire import (
     ResultsBody,
     TaskMessage,
     TasksAnswer,
+    TokenAnswer,
 )
 
 from ..ports import Orchestrator, WorkerProtocol
-from ..worker_auth import charge, charging_refusals, check_signature, is_refusal, worker_guard
+from ..worker_auth import (
+    WorkerCredentials,
+    charge,
+    charging_refusals,
+    check_signature,
+    is_refusal,
+    worker_guard,
+)
 
 __all__ = ["PROTOCOL_VERSION", "worker_routes"]
 
@@ -186,11 +195,32 @@ async def events(request: Request[Any, Any, Any], state: State) -> EventAnswer:
         return await _service(state).report_progress(report)
 
 
+@post("/auth/token", status_code=HTTP_200_OK)
+async def token(request: Request[Any, Any, Any], state: State) -> TokenAnswer:
+    """Exchange the worker's long-lived token or client certificate for a short-lived token.
+
+    The token lasts ``WORKER_TOKEN_TTL_SECONDS`` on every instance. There is no refresh token:
+    a worker renews by exchanging its long-lived credential again; a short-lived one cannot.
+    """
+    async with charging_refusals(request):
+        worker_id, _secret = request.state.worker
+        if request.state.worker_auth == "short-lived":
+            raise Forbidden(
+                "a short-lived token cannot be exchanged for another; exchange the worker's "
+                "long-lived token or its client certificate"
+            )
+        credentials: WorkerCredentials = state.worker_credentials
+        by_certificate = request.state.worker_auth == "certificate"
+        return await _service(state).issue_token(
+            worker_id, by_certificate=by_certificate, seconds=credentials.token_ttl
+        )
+
+
 def worker_routes(credentials: Any) -> Router:
     """The worker routes, behind the worker guard."""
     return Router(
         path="/_worker",
-        route_handlers=[register, heartbeat, next_task, result, results, events],
+        route_handlers=[register, heartbeat, next_task, result, results, events, token],
         guards=[worker_guard(credentials)],
         tags=["workers"],
     )

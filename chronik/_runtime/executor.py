@@ -28,12 +28,14 @@ from chronik.core.decide import (
     decide_child_ended,
     decide_create,
     decide_step,
+    decide_transition_cap,
 )
 from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo, FilesStored
 from chronik.core.state import JobState, JobStatus
 
 from .handlers import run_handler
+from .input_check import check_child_input
 from .loops import BUSY, run_loop
 from .store import JobStore
 
@@ -244,12 +246,16 @@ class StepExecutor:
             bound.warning("unknown_blueprint", blueprint=state.blueprint)
             await self._store.retry_step(step, delay_seconds=30.0, instance=self._instance)
             return
+        if capped := decide_transition_cap(state, self._clock()):
+            await self._commit_or_reschedule(step, state, capped)
+            return
         started = time.perf_counter()
         attributes = {"chronik.job_id": str(state.job_id), "chronik.blueprint": state.blueprint,
                       "chronik.state": state.current_state}  # fmt: skip
         task_files = self._files(str(state.job_id)) if self._files is not None else None
         with job_span("chronik.job.step", state.traceparent, attributes) as span:
             outcome = await run_handler(blueprint, state, task_files=task_files)
+            outcome = check_child_input(outcome, self._blueprints)  # a child's input, before it exists
             if outcome.error is not None:
                 span.set_attribute("chronik.error_code", outcome.error.code)
         if self._observe_step is not None:
@@ -300,6 +306,10 @@ class StepExecutor:
                 outcome.action.initial_data,
                 started.at,
                 parent_job_id=state.job_id,
+                # A child is its root's: the same client owns it, under the same cap.
+                client=state.client,
+                metadata=state.metadata,
+                max_transitions=state.max_transitions,
             )
         ]
 

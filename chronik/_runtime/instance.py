@@ -27,10 +27,12 @@ from chronik.projections.setup import PROJECTORS
 from chronik.settings import Settings
 
 from .executor import StepExecutor
+from .files import JobFiles
 from .janitor import FileJanitor
 from .jobs import JobService
 from .limits import RateLimiter, WorkerBudgets
 from .operations import Operations
+from .overview import Overview
 from .projector import ProjectionRunner
 from .scheduler import Scheduler, check_blueprints
 from .store import JobStore
@@ -68,7 +70,11 @@ class Instance:
             database, blueprints, on_commit=metrics.committed, files=settings.s3 is not None
         )
         self.jobs = JobService(
-            store, blueprints, instance=settings.instance_id, webhook_secret=settings.webhook_secret
+            store,
+            blueprints,
+            instance=settings.instance_id,
+            webhook_secret=settings.webhook_secret,
+            max_transitions=settings.max_transitions,
         )
         budgets = WorkerBudgets(
             heartbeats=settings.worker_rate_heartbeats,
@@ -84,6 +90,10 @@ class Instance:
             JOBS_CHANNEL, on_notify=self.watch.notified, on_reconnect=self.watch.reconnected
         )
         self.waits = JobWaits(self.jobs, self.watch)
+        self.overview = Overview(database, liveness_seconds=settings.task_lease_seconds)
+        """Live workers and job counts; a worker is live while its leases would be (the task lease)."""
+        self.files = JobFiles(self.jobs, settings.s3)
+        """Clients' links to and uploads into a job's S3 folder (``FilesNotConfigured`` without S3)."""
         policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
         self.workers = WorkerService(
             store,
@@ -136,6 +146,7 @@ class Instance:
                 entries,
                 tz=ZoneInfo(settings.timezone),
                 instance=settings.instance_id,
+                max_transitions=settings.max_transitions,
             )
             self.scheduler.start()
         if settings.webhook_secret:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
+
 from chronik.adapters.postgres import outbox
 from chronik.adapters.telemetry.tracing import new_traceparent
 from chronik.core.actions import check_timeout
@@ -27,6 +29,7 @@ from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
 
 from .commands import retry_on_conflict
+from .input_check import check_initial_data
 from .store import JobStore, Quota
 from .webhooks import check_webhook_url
 
@@ -43,12 +46,14 @@ class JobService:
         *,
         instance: str,
         webhook_secret: str | None,
+        max_transitions: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._blueprints = blueprints
         self._instance = instance
         self._webhook_secret = webhook_secret
+        self._max_transitions = max_transitions
         self._clock = clock
 
     async def create(
@@ -61,13 +66,25 @@ class JobService:
         timeout_seconds: float | None = None,
         webhook_url: str | None = None,
         monthly_quota: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_transitions: int | None = None,
+        security: dict[str, Any] | None = None,
+        policy: dict[str, Any] | None = None,
+        dispatch_timeout: float | None = None,
     ) -> JobState:
-        """Create a job of ``blueprint`` and queue its first step (see ``Engine.create_job``)."""
+        """Create a job of ``blueprint`` and queue its first step (see ``Engine.create_job``).
+
+        The job belongs to ``actor``, the client creating it.
+        """
         found = self._registered(blueprint)
+        check_initial_data(found, initial_data)
         try:
             check_timeout("timeout_seconds", timeout_seconds)
+            check_timeout("dispatch_timeout", dispatch_timeout)
         except ActionError as exc:
             raise InvalidInput(exc.message) from None
+        if max_transitions is not None and not 1 <= max_transitions <= 1_000_000:
+            raise InvalidInput(f"max_transitions must be from 1 to 1000000, got {max_transitions}")
         if webhook_url is not None:
             check_webhook_url(webhook_url, secret=self._webhook_secret)
         job_id = uuid4()
@@ -82,6 +99,13 @@ class JobService:
             timeout_seconds=timeout_seconds,
             webhook_url=webhook_url,
             traceparent=traceparent,
+            client=actor,
+            metadata=metadata,
+            max_transitions=self._max_transitions if max_transitions is None else max_transitions,
+            security=security,
+            policy=policy,
+            # A float, as the event decodes it (the row must equal a refold of the log byte for byte).
+            dispatch_timeout=None if dispatch_timeout is None else float(dispatch_timeout),
         )
         job, _created = await self._store.create(
             found,
@@ -100,43 +124,60 @@ class JobService:
             raise BlueprintNotFound(f"no blueprint named {name!r} is registered")
         return found
 
-    async def get(self, job_id: UUID) -> JobState:
-        """The job's current state; ``JobNotFound`` for an unknown id."""
-        state = await self._store.load(job_id)
-        if state is None:
-            raise JobNotFound(f"no job has the id {job_id}")
-        return state
+    # Ownership: every read and command takes ``owner``, the client asking (None: anyone, as an
+    # admin or the embedding program). Another client's job is answered exactly as an unknown one,
+    # so that a client cannot even learn that a job id exists.
 
-    async def get_with_progress(self, job_id: UUID) -> tuple[JobState, dict[str, Any] | None]:
+    async def get(self, job_id: UUID, *, owner: str | None = None) -> JobState:
+        """The job's current state; ``JobNotFound`` for an unknown id (or one ``owner`` does not own)."""
+        return _owned(job_id, await self._store.load(job_id), owner)
+
+    async def get_with_progress(
+        self, job_id: UUID, *, owner: str | None = None
+    ) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
         found = await self._store.load_with_progress(job_id)
-        if found is None:
-            raise JobNotFound(f"no job has the id {job_id}")
+        _owned(job_id, None if found is None else found[0], owner)
+        assert found is not None
         return found
 
     async def history(
-        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
     ) -> list[RecordedEvent]:
         """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
+        if owner is not None:
+            await self.get(job_id, owner=owner)
         events = await self._store.history(job_id, after_version=after_version, limit=limit)
         if not events and (after_version == 0 or await self._store.load(job_id) is None):
             raise JobNotFound(f"no job has the id {job_id}")
         return events
 
     async def list_jobs(
-        self, where: JobFilter, *, limit: int = 50, after: tuple[datetime, UUID] | None = None
+        self,
+        where: JobFilter,
+        *,
+        limit: int = 50,
+        after: tuple[datetime, UUID] | None = None,
+        owner: str | None = None,
     ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
         """Jobs matching ``where``, newest first, ``limit`` a page; pass the returned cursor for the next."""
+        if owner is not None:
+            where = msgspec.structs.replace(where, client=owner)
         return await self._store.list_jobs(where, limit=limit, after=after)
 
     async def as_of(
-        self, job_id: UUID, *, version: int | None = None, at: datetime | None = None
+        self,
+        job_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        owner: str | None = None,
     ) -> JobState:
         """The job as the fold of its first ``version`` events, or of those that happened by ``at``.
 
         The same fold as the live state, over a prefix of the log: time travel for audits.
         """
-        events = await self.history(job_id)
+        events = await self.history(job_id, owner=owner)
         if version is not None:
             if version < 1 or version > len(events):
                 raise InvalidInput(
@@ -154,37 +195,61 @@ class JobService:
         assert state is not None
         return state
 
-    async def webhooks(self, job_id: UUID) -> list[dict[str, Any]]:
+    async def webhooks(self, job_id: UUID, *, owner: str | None = None) -> list[dict[str, Any]]:
         """The job's webhook notifications with every attempt; ``JobNotFound`` for an unknown id."""
-        await self.get(job_id)
+        await self.get(job_id, owner=owner)
         async with self._store.database.connection() as conn:
             return await outbox.of_job(conn, job_id)
 
-    async def cancel(self, job_id: UUID, *, reason: str = "", actor: str = "") -> JobState:
+    async def cancel(
+        self, job_id: UUID, *, reason: str = "", actor: str = "", owner: str | None = None
+    ) -> JobState:
         """Cancel a job that has not ended; ``JobNotCancellable`` when it has."""
         return await self._command(
-            job_id, lambda state: decide_cancel(state, self._clock(), reason=reason, actor=actor), actor
+            job_id,
+            lambda state: decide_cancel(state, self._clock(), reason=reason, actor=actor),
+            actor,
+            owner,
         )
 
-    async def approve(self, job_id: UUID, decision: str, *, comment: str = "", actor: str = "") -> JobState:
-        """Record a person's decision on a job waiting for one; the job moves on by its transitions."""
+    async def approve(
+        self,
+        job_id: UUID,
+        decision: str,
+        *,
+        comment: str = "",
+        actor: str = "",
+        owner: str | None = None,
+        token: str | None = None,
+    ) -> JobState:
+        """Record a person's decision on a job waiting for one; the job moves on by its transitions.
+
+        ``token`` is the public approval link's secret: with it, no owner is needed.
+        """
         return await self._command(
             job_id,
-            lambda state: decide_approval(state, decision, self._clock(), comment=comment, actor=actor),
+            lambda state: decide_approval(
+                state, decision, self._clock(), comment=comment, actor=actor, token=token
+            ),
             actor,
+            owner,
         )
 
-    async def retry(self, job_id: UUID, *, actor: str = "") -> JobState:
+    async def retry(self, job_id: UUID, *, actor: str = "", owner: str | None = None) -> JobState:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
         return await self._command(
-            job_id, lambda state: decide_retry(state, self._clock(), actor=actor), actor
+            job_id, lambda state: decide_retry(state, self._clock(), actor=actor), actor, owner
         )
 
     async def _command(
-        self, job_id: UUID, decide: Callable[[JobState], tuple[AnyEvent, ...]], actor: str
+        self,
+        job_id: UUID,
+        decide: Callable[[JobState], tuple[AnyEvent, ...]],
+        actor: str,
+        owner: str | None,
     ) -> JobState:
         async def attempt(_n: int) -> JobState:
-            state = await self.get(job_id)
+            state = await self.get(job_id, owner=owner)
             return await self._store.commit(state, decide(state), meta=self._meta(actor))
 
         return await retry_on_conflict(attempt, what=f"job {job_id}")
@@ -194,3 +259,9 @@ class JobService:
         if actor:
             meta["actor"] = actor
         return meta
+
+
+def _owned(job_id: UUID, state: JobState | None, owner: str | None) -> JobState:
+    if state is None or (owner is not None and state.client != owner):
+        raise JobNotFound(f"no job has the id {job_id}")
+    return state

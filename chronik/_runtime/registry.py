@@ -10,6 +10,8 @@ import structlog
 from chronik.core.blueprint import Blueprint
 from chronik.core.errors import BlueprintError, BlueprintNotFound
 
+from .input_check import check_input_schema
+
 __all__ = ["BlueprintRegistry"]
 
 log = structlog.get_logger("chronik.engine")
@@ -26,6 +28,7 @@ class BlueprintRegistry(Mapping[str, Blueprint]):
         """Validate ``blueprint`` and add it; a ``BlueprintError`` names what is wrong."""
         for warning in blueprint.validate():
             log.warning("blueprint_unchecked", detail=warning)
+        check_input_schema(blueprint)
         if blueprint.name in self._by_name and self._by_name[blueprint.name] is not blueprint:
             raise BlueprintError(f"a blueprint named {blueprint.name!r} is already registered")
         other = self._by_endpoint.get(blueprint.api_endpoint)

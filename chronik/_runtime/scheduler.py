@@ -19,8 +19,9 @@ from chronik.adapters.postgres import schedules
 from chronik.adapters.scheduling import FireClock, trigger_of
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_create
-from chronik.core.errors import ConfigError
+from chronik.core.errors import ConfigError, InvalidInitialData
 
+from .input_check import check_initial_data
 from .store import JobStore
 
 __all__ = ["Scheduler", "check_blueprints"]
@@ -29,7 +30,11 @@ log = structlog.get_logger("chronik.schedules")
 
 
 def check_blueprints(entries: list[ScheduleEntry], blueprints: Mapping[str, Blueprint], path: str) -> None:
-    """Refuse a schedule of a blueprint this instance does not have, naming the entry and field."""
+    """Refuse a schedule of a blueprint this instance does not have, naming the entry and field.
+
+    Its ``input_data`` must fit the blueprint's ``input_schema`` here, once: a fire creates its job
+    from that same data, so no fire can then fail on it.
+    """
     for entry in entries:
         if entry.blueprint not in blueprints:
             raise ConfigError(
@@ -40,6 +45,10 @@ def check_blueprints(entries: list[ScheduleEntry], blueprints: Mapping[str, Blue
             trigger_of(entry, ZoneInfo("UTC"))
         except ValueError as exc:
             raise ConfigError(f"{path}: [{entry.name}]: {exc}") from None
+        try:
+            check_initial_data(blueprints[entry.blueprint], entry.input_data)
+        except InvalidInitialData as exc:
+            raise ConfigError(f"{path}: [{entry.name}]: field 'input_data': {exc.message}") from None
 
 
 class Scheduler:
@@ -53,7 +62,9 @@ class Scheduler:
         *,
         tz: ZoneInfo,
         instance: str,
+        max_transitions: int = 100,
     ) -> None:
+        self._max_transitions = max_transitions
         self._store = store
         self._blueprints = blueprints
         self._names = sorted(entry.name for entry in entries)
@@ -74,7 +85,13 @@ class Scheduler:
         """Start the job of one fire, unless another instance did; the job's id when this one did."""
         blueprint = self._blueprints[entry.blueprint]
         job_id = uuid4()
-        events = decide_create(job_id, blueprint, dict(entry.input_data), datetime.now(UTC))
+        events = decide_create(
+            job_id,
+            blueprint,
+            dict(entry.input_data),
+            datetime.now(UTC),
+            max_transitions=self._max_transitions,
+        )
         meta = {
             "instance": self._instance,
             "actor": f"schedule:{entry.name}",

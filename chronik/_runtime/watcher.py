@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from chronik.adapters.postgres import idempotency, limits, tasks
+from chronik.adapters.postgres import idempotency, limits, tasks, worker_tokens
 from chronik.adapters.postgres.database import Connection
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.locks import SingletonLock
@@ -120,9 +120,11 @@ class Watcher:
                 if len(expired) < _BATCH:
                     break
             if time.monotonic() >= self._next_prune:
-                # Old rate-limit windows and idempotency keys: housekeeping for one instance.
+                # Old rate-limit windows, idempotency keys and expired worker tokens: housekeeping
+                # for one instance.
                 await limits.prune(conn)
                 await idempotency.prune(conn)
+                await worker_tokens.prune(conn)
                 self._next_prune = time.monotonic() + _PRUNE_SECONDS
         return handled
 

@@ -43,11 +43,14 @@ from chronik.core.wire import (
     TaskMessage,
     TaskMetadata,
     TaskRef,
+    TokenAnswer,
+    TokenHolder,
 )
 
 from .commands import retry_on_conflict
 from .loops import wait_any
 from .store import JobStore
+from .worker_tokens import WorkerTokens
 
 __all__ = ["WorkerService"]
 
@@ -90,6 +93,7 @@ class WorkerService:
         self._clock = clock
         self._rand = rand
         self._closing = asyncio.Event()
+        self._tokens = WorkerTokens(store.database)
 
     def close(self) -> None:
         """Answer every waiting long-poll now (with no task): the instance is shutting down.
@@ -97,6 +101,14 @@ class WorkerService:
         Without this, the HTTP server's graceful shutdown would wait out each open poll.
         """
         self._closing.set()
+
+    async def issue_token(self, worker_id: str, *, by_certificate: bool, seconds: float) -> TokenAnswer:
+        """A short-lived token for the authenticated ``worker_id``, good on every instance for ``seconds``."""
+        return await self._tokens.issue(worker_id, by_certificate=by_certificate, seconds=seconds)
+
+    async def verify_token(self, token: str) -> TokenHolder | None:
+        """Whom a short-lived token was issued to; None when it expired or was never issued."""
+        return await self._tokens.verify(token)
 
     async def register(self, registration: RegisterBody) -> RegisterAnswer:
         """Register (or re-register) a worker with the task types it runs."""

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run an orchestrator instance (needs CLIENT_TOKEN or CLIENTS_CONFIG_PATH)",
         description="Migrate and serve the API for APP's blueprints. CLIENT_TOKEN or CLIENTS_CONFIG_PATH "
-        "(a clients.toml of named clients) must be set.",
+        "(a clients.toml of named clients) must be set. With TLS_CERT_PATH it serves HTTPS, and with "
+        "TLS_CA_PATH it authenticates workers by their client certificates (WORKER_AUTH_MODE).",
     )
     srv.add_argument("app", help="module:attribute of blueprints, e.g. myflows:blueprints")
     srv.add_argument("--host", default="0.0.0.0", help="default: 0.0.0.0")
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a worker process (chronik.Worker)",
         description="Run the chronik.Worker named by APP. The orchestrator's URL comes from --url or "
         "ORCHESTRATOR_URL (default http://127.0.0.1:8080), its token from WORKER_TOKEN, the worker's id "
-        "from WORKER_ID (default host-pid). SIGTERM finishes in-flight tasks, a second one exits at once.",
+        "from WORKER_ID (default host-pid); over HTTPS, its client certificate from TLS_CERT_PATH and "
+        "TLS_KEY_PATH and the orchestrator's CA from TLS_CA_PATH. SIGTERM finishes in-flight tasks, a "
+        "second one exits at once.",
     )
     wrk.add_argument("app", help="module:attribute of a chronik.Worker, e.g. myworkers:worker")
     wrk.add_argument("--url", help="the orchestrator's URL (default: ORCHESTRATOR_URL)")

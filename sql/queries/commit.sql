@@ -14,7 +14,9 @@
 -- $31 the job's traceparent, handed to its queued tasks,
 -- $32 true when the job ended now with files in S3 to remove,
 -- $33 with an enqueued step due now: the lease in seconds this instance takes on it at once, to
--- run the handler itself (NULL: the step is queued for any instance), $34 this instance.
+-- run the handler itself (NULL: the step is queued for any instance), $34 this instance,
+-- $35 the queued attempts' dispatch_timeout float8[] (NULL items: none): a queued row's deadline_at
+-- is then when a worker must have taken it (a claim sets deadline_at anew, for the run).
 -- Returns the step's claim count when this instance took it, and the database's clock.
 WITH appended AS (
     INSERT INTO events (job_id, version, type, data, meta)
@@ -56,15 +58,17 @@ WITH appended AS (
 ), task_queued AS (
     -- A row already holding this attempt (leased, say) is left alone; an older attempt's row is reset.
     INSERT INTO tasks (task_id, job_id, task_type, params, priority, attempt, status, available_at,
-                       timeout_seconds, dispatched_at, traceparent)
+                       timeout_seconds, dispatched_at, traceparent, deadline_at)
     SELECT q.task_id, $1, q.task_type, q.params, q.priority, q.attempt, 'queued', q.available_at,
-           q.timeout_seconds, q.dispatched_at, $31::text
+           q.timeout_seconds, q.dispatched_at, $31::text,
+           q.available_at + make_interval(secs => q.dispatch_timeout)
     FROM unnest($16::uuid[], $17::text[], $18::jsonb[], $19::int[], $20::int[], $21::timestamptz[],
-                $22::float8[], $23::timestamptz[])
-         AS q(task_id, task_type, params, priority, attempt, available_at, timeout_seconds, dispatched_at)
+                $22::float8[], $23::timestamptz[], $35::float8[])
+         AS q(task_id, task_type, params, priority, attempt, available_at, timeout_seconds, dispatched_at,
+              dispatch_timeout)
     ON CONFLICT (task_id) DO UPDATE SET
         attempt = excluded.attempt, status = 'queued', available_at = excluded.available_at,
-        worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = NULL,
+        worker_id = NULL, claimed_at = NULL, lease_expires_at = NULL, deadline_at = excluded.deadline_at,
         progress = NULL, progress_message = NULL, progress_at = NULL
     WHERE tasks.attempt <> excluded.attempt
     RETURNING 1

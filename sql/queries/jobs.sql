@@ -32,10 +32,11 @@ WHERE j.job_id = $1;
 -- A page of jobs, newest first, after the keyset cursor ($6, $7); every filter is optional (NULL).
 -- The ORDER BY matches jobs_created_idx, read backwards, so a page costs the same at any depth.
 -- $1 blueprint, $2 status, $3 current_state, $4 created_after, $5 created_before,
--- $6 cursor created_at, $7 cursor job_id, $8 limit
+-- $6 cursor created_at, $7 cursor job_id, $8 limit, $9 the owning client (NULL: every client's)
 SELECT state::text AS state, created_at, job_id
 FROM jobs
-WHERE ($1::text IS NULL OR blueprint = $1)
+WHERE ($9::text IS NULL OR state->>'client' = $9)
+  AND ($1::text IS NULL OR blueprint = $1)
   AND ($2::text IS NULL OR status = $2)
   AND ($3::text IS NULL OR current_state = $3)
   AND ($4::timestamptz IS NULL OR created_at >= $4)

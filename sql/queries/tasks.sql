@@ -94,16 +94,19 @@ WHERE task_id = $1 AND worker_id = $2 AND attempt = $6 AND status IN ('leased', 
 RETURNING status;
 
 -- name: expired_tasks
--- Held attempts whose lease ran out or that ran past their deadline. Not locked: the watcher
--- appends at the version it read, so a result settled meanwhile makes it skip the attempt.
+-- Held attempts whose lease ran out or that ran past their deadline, and queued attempts no worker
+-- took by their dispatch deadline (a job's dispatch_timeout). Not locked: the watcher appends at
+-- the version it read, so a result settled meanwhile makes it skip the attempt.
 -- $1 limit
 SELECT task_id, job_id, attempt, status, worker_id, claimed_at,
-       CASE WHEN deadline_at IS NOT NULL AND deadline_at < now() AND status = 'leased'
-            THEN 'timed_out' ELSE 'lease_expired' END AS reason
+       CASE WHEN status = 'queued' THEN 'not_taken'
+            WHEN deadline_at IS NOT NULL AND deadline_at < now() AND status = 'leased' THEN 'timed_out'
+            ELSE 'lease_expired' END AS reason
 FROM tasks
-WHERE status <> 'queued'
-  AND (lease_expires_at < now() OR (deadline_at IS NOT NULL AND deadline_at < now()))
-ORDER BY lease_expires_at
+WHERE (status <> 'queued'
+       AND (lease_expires_at < now() OR (deadline_at IS NOT NULL AND deadline_at < now())))
+   OR (status = 'queued' AND deadline_at < now())
+ORDER BY lease_expires_at NULLS LAST
 LIMIT $1;
 
 -- name: attempt_history

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from chronik import Blueprint
+from chronik._tls import uvicorn_tls_options
 from chronik.adapters.s3 import S3Config, ensure_bucket
 from chronik.api.app import create_app
 from chronik.engine import Engine
@@ -96,16 +97,22 @@ async def start_orchestrator(make_engine: Any) -> AsyncIterator[Callable[..., An
             manage_engine=False,
             clients_config_path=engine.settings.clients_config_path,
             client_rate_limit=engine.settings.client_rate_limit,
+            enable_client_api=engine.settings.enable_client_api,
+            worker_auth_mode=engine.settings.worker_auth_mode,
+            worker_token_ttl=engine.settings.worker_token_ttl_seconds,
         )
         port = free_port()
+        # With tls_cert_path (and tls_ca_path) in the settings it serves HTTPS as chronik serve does.
+        tls = uvicorn_tls_options(engine.settings)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **tls)
         )
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the test owns signals
         task = asyncio.create_task(server.serve())
         while not server.started:  # noqa: ASYNC110 (uvicorn offers no event)
             await asyncio.sleep(0.02)
-        orchestrator = Orchestrator(f"http://127.0.0.1:{port}", engine, server, task)
+        scheme = "https" if tls else "http"
+        orchestrator = Orchestrator(f"{scheme}://127.0.0.1:{port}", engine, server, task)
         running.append(orchestrator)
         return orchestrator
 

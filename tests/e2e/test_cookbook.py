@@ -436,6 +436,31 @@ async def test_idempotency_key_makes_a_retried_create_one_job(cookbook: Cookbook
     assert await place_order(cookbook.http, other, key="order-D8") != job_id
 
 
+async def test_input_schema_refuses_what_does_not_fit(cookbook: Cookbook) -> None:
+    lines = [{"sku": "mug", "qty": 3}, {"sku": "tote", "qty": 2}]
+    job_id = await cookbook.create("restock", {"warehouse": "north", "lines": lines})
+    assert (await cookbook.reaches(job_id))["result"] == {"warehouse": "north", "units": 5}
+    for data, message in [
+        (
+            {"warehouse": "north", "lines": [{"sku": "mug", "qty": 0}]},
+            "at $.lines[0].qty: Expected `int` >= 1",
+        ),
+        ({"lines": []}, "at $.warehouse: a required field is missing"),
+    ]:
+        refused = await cookbook.http.post("/api/v1/jobs/restock", json={"initial_data": data})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == {
+            "code": "INVALID_INPUT_ERROR",
+            "message": f"initial_data of blueprint 'restock' {message}",
+        }
+    listed = (await cookbook.http.get("/api/v1/jobs", params={"blueprint": "restock"})).json()["jobs"]
+    assert [job["job_id"] for job in listed] == [job_id]
+    document = (await cookbook.http.get("/_public/docs/openapi.json")).json()
+    body = document["paths"]["/api/v1/jobs/restock"]["post"]["requestBody"]["content"]["application/json"]
+    request = document["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert request["properties"]["initial_data"] == {"$ref": "#/components/schemas/restock.Restock"}
+
+
 # -- the page -------------------------------------------------------------------------------------
 
 

@@ -64,6 +64,7 @@ async def test_create_follow_and_read_history(client: AsyncTestClient[Any]) -> N
         "removed": [],
         "state_deadline_at": None,
         "on_timeout": None,
+        "error": None,
     }
     assert history[2]["data"] == {
         "state": "approved",
@@ -236,17 +237,25 @@ async def test_listing_reads_the_created_index(pool: Any) -> None:
         await conn.execute(
             "INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at, "
             "state) SELECT gen_random_uuid(), 'b' || (i % 5), 'finished', 's', 1, "
-            "now() - i * interval '1 second', now(), '{}' FROM generate_series(1, 20000) AS i"
+            "now() - i * interval '1 second', now(), jsonb_build_object('client', 'c' || (i % 50)) "
+            "FROM generate_series(1, 20000) AS i"
         )
         await conn.execute("ANALYZE jobs")
         await conn.execute("PREPARE listing AS " + QUERIES["list_jobs"].rstrip(";"))
         plans = []
         for mode in ("force_custom_plan", "force_generic_plan"):
             await conn.execute(f"SET plan_cache_mode = {mode}")
-            rows = await conn.fetch("EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 51)")
+            rows = await conn.fetch(
+                "EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 51, NULL)"
+            )
             plans.append("\n".join(row[0] for row in rows))
+        # One client's page reads that client's index (custom plans: the value is known).
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        rows = await conn.fetch("EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 51, 'c7')")
+        own = "\n".join(row[0] for row in rows)
     for plan in plans:
         assert "jobs_created_idx" in plan and "Sort" not in plan, plan
+    assert "jobs_client_created_idx" in own and "Sort" not in own, own
 
 
 async def test_idempotency_key_returns_the_first_job(client: AsyncTestClient[Any]) -> None:

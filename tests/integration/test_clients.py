@@ -39,19 +39,20 @@ async def test_each_client_is_named_in_the_log(make_engine: Any, tmp_path: Path)
         job_id = created.json()["job_id"]
 
         async def ended() -> Any:
-            job = (await client.get(f"/api/v1/jobs/{job_id}", headers=ops)).json()
+            job = (await client.get(f"/api/v1/jobs/{job_id}", headers=billing)).json()
             return job if job["status"] == "finished" else None
 
         await wait_for(ended)
-        history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=ops)).json()
+        history = (await client.get(f"/api/v1/jobs/{job_id}/history", headers=billing)).json()
         assert history[0]["meta"]["actor"] == "billing"
+        assert history[0]["data"]["client"] == "billing"
         # A demo job waits for a worker (none runs here) until ops-desk cancels it.
         other = (await client.post("/api/v1/jobs/demo", json={"initial_data": {}}, headers=ops)).json()[
             "job_id"
         ]
         cancelled = await client.post(f"/api/v1/jobs/{other}/cancel", headers=ops)
         assert cancelled.status_code == 200, cancelled.text
-        events = (await client.get(f"/api/v1/jobs/{other}/history", headers=billing)).json()
+        events = (await client.get(f"/api/v1/jobs/{other}/history", headers=ops)).json()
         assert events[0]["meta"]["actor"] == "ops-desk"
         assert events[-1]["type"] == "JobCancelled" and events[-1]["data"]["actor"] == "ops-desk"
         refused = await client.get(f"/api/v1/jobs/{job_id}", headers={"X-Client-Token": "billing-token"})
@@ -62,7 +63,7 @@ async def test_each_client_is_named_in_the_log(make_engine: Any, tmp_path: Path)
     ("text", "message"),
     [
         ("[a]\ntoken = 'short'\n", "[a]: field 'token' must be a string of at least 16 characters"),
-        ("[a]\ntoken = 'long-enough-token-1'\nlimit = 3\n", "[a]: unknown field(s) 'limit'"),
+        ("[a]\ntoken = 'long-enough-token-1'\nrole = 'root'\n", "[a]: field 'role' must be one of"),
         (
             "[a]\ntoken = 'long-enough-token-1'\n[b]\ntoken = 'long-enough-token-1'\n",
             "[b]: field 'token' is the token",
@@ -127,3 +128,15 @@ def test_plans_give_their_clients_limits_unless_a_client_has_its_own(tmp_path: P
     config.write_text("[plans.pro]\nburst = 3\n")
     with pytest.raises(ConfigError, match=r"\[plans.pro\]: unknown field\(s\) 'burst'"):
         load_clients(config)
+
+
+def test_client_token_and_clients_toml_cannot_share_a_name_or_a_token(tmp_path: Path) -> None:
+    from chronik.api.app import create_app
+
+    config = tmp_path / "clients.toml"
+    config.write_text('[client]\ntoken = "long-enough-token-1"\n')
+    with pytest.raises(ConfigError, match=r"\[client\] is the name of CLIENT_TOKEN's jobs"):
+        create_app(object(), client_token="other-token-0123456789", clients_config_path=str(config))  # type: ignore[arg-type]
+    config.write_text('[billing]\ntoken = "long-enough-token-1"\n')
+    with pytest.raises(ConfigError, match="CLIENT_TOKEN is also a token"):
+        create_app(object(), client_token="long-enough-token-1", clients_config_path=str(config))  # type: ignore[arg-type]

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from chronik.core.actions import Actions, TransitionTo
 from chronik.core.blueprint import Blueprint
-from chronik.core.decide import HandlerOutcome, decide_cancel, decide_create, decide_step, history_diff
+from chronik.core.decide import (
+    HandlerOutcome,
+    decide_cancel,
+    decide_create,
+    decide_step,
+    decide_transition_cap,
+    history_diff,
+)
 from chronik.core.errors import ActionError, JobNotCancellable
 from chronik.core.events import ErrorInfo, HandlerFailed, JobCancelled, JobFailed, JobFinished, StateEntered
 from chronik.core.evolve import evolve, fold
@@ -144,3 +151,46 @@ def test_approval_waits_then_follows_the_decision() -> None:
     )
     with pytest.raises(JobNotAwaitingApproval):
         decide_approval(moved, "approved", NOW)
+
+
+def test_a_job_past_its_transition_cap_fails_before_its_handler_runs() -> None:
+    bp = Blueprint("cap")
+
+    @bp.handler_for("a", is_start=True)
+    async def a(actions: Any) -> None:
+        actions.transition_to("a")
+
+    created = decide_create(UUID(int=9), bp, {}, NOW, max_transitions=2, client="billing")
+    state = fold(created)
+    assert state is not None and state.client == "billing" and state.max_transitions == 2
+    for expected in (1, 2):
+        state = fold((StateEntered(at=NOW, state="a", from_state="a"),), state)
+        assert state is not None and state.transitions == expected
+        assert decide_transition_cap(state, NOW) == ()
+    state = fold((StateEntered(at=NOW, state="a", from_state="a"),), state)
+    assert state is not None
+    (failed,) = decide_transition_cap(state, NOW)
+    assert isinstance(failed, JobFailed) and failed.error.code == "MAX_TRANSITIONS_EXCEEDED"
+    # Jobs from before the cap (max_transitions 0) are never capped.
+    uncapped = fold(decide_create(UUID(int=8), bp, {}, NOW))
+    assert uncapped is not None and decide_transition_cap(uncapped, NOW) == ()
+
+
+def test_an_approval_past_its_deadline_and_a_wrong_link_token_decide_nothing() -> None:
+    from datetime import timedelta
+
+    from chronik.core.actions import AwaitApproval
+    from chronik.core.approvals import decide_approval
+    from chronik.core.errors import JobNotAwaitingApproval, JobNotFound
+
+    bp = blueprint()
+    asked = AwaitApproval(message="ok?", transitions={"approved": "ok"}, timeout_seconds=60)
+    (requested,) = decide_step(job(bp), bp, HandlerOutcome(state="start", action=asked), NOW)
+    waiting = evolve(job(bp), requested)
+    assert waiting.approval is not None and len(waiting.approval.token) == 32
+    with pytest.raises(JobNotAwaitingApproval, match="stopped waiting"):
+        decide_approval(waiting, "approved", NOW + timedelta(seconds=60))
+    for token in ("0" * 32, "é" * 32, ""):
+        with pytest.raises(JobNotFound):
+            decide_approval(waiting, "approved", NOW, token=token)
+    assert decide_approval(waiting, "approved", NOW, token=waiting.approval.token)

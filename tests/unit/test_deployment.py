@@ -40,7 +40,8 @@ def test_every_variable_read_is_listed_and_documented() -> None:
     source = "\n".join(
         p.read_text() for folder in ("chronik", "adapters") for p in (ROOT / folder).rglob("*.py")
     )
-    read = set(re.findall(r'(?:env\.get|os\.environ\.get|_number\(env,)\(?\s*"([A-Z][A-Z0-9_]+)"', source))
+    readers = r"(?:env\.get|os\.environ\.get|_number\(env,|_flag\(env,)"
+    read = set(re.findall(readers + r'\(?\s*"([A-Z][A-Z0-9_]+)"', source))
     assert read == set(ENVIRONMENT), read ^ set(ENVIRONMENT)
     operations = (ROOT / "docs" / "operations.md").read_text()
     missing = sorted(name for name in ENVIRONMENT if f"`{name}`" not in operations)

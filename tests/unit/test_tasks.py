@@ -162,6 +162,23 @@ def test_invalid_input_fails_or_follows_the_failure_transition() -> None:
         waiting(transitions={"success": "done", "failure": "check"}), status="failure", error=error
     )
     assert isinstance(entered, StateEntered) and entered.state == "check"
+    # The failure path runs, but the job carries the error and ends failed at a plain end.
+    after = apply(waiting(transitions={"success": "done", "failure": "check"}), (_, entered))
+    assert after.failure == error and after.status == JobStatus.RUNNING
+    (ended,) = decide_step(after, blueprint(), HandlerOutcome(state="check"), NOW)
+    assert isinstance(ended, JobFailed) and ended.error == error and ended.state == "check"
+
+
+def test_an_attempt_no_worker_took_in_time_fails_the_job() -> None:
+    state = waiting()
+    state = apply(state, ())
+    lost = decide_task_lost(
+        state, task_id=TASK, attempt=1, worker_id="", reason="not_taken", claimed_at=None, at=NOW,
+        policy=POLICY, rand=0.5,
+    )  # fmt: skip
+    assert [type(e) for e in lost] == [TaskLost, JobFailed]
+    failed = lost[1]
+    assert isinstance(failed, JobFailed) and failed.error.code == "DISPATCH_TIMEOUT"
 
 
 def test_failure_without_error_is_transient() -> None:

@@ -10,7 +10,17 @@ documentation shows these files as they are.
 
 from __future__ import annotations
 
-from . import approval, cancellation, child_jobs, conditions, data_stores, fan_out, timeouts, timers
+from . import (
+    approval,
+    cancellation,
+    child_jobs,
+    conditions,
+    data_stores,
+    fan_out,
+    input_schema,
+    timeouts,
+    timers,
+)
 
 __all__ = ["blueprints"]
 
@@ -23,5 +33,6 @@ blueprints = [
     timeouts.bp,
     *cancellation.blueprints,
     data_stores.bp,
+    input_schema.bp,
 ]
 """Every blueprint of the cookbook."""
