@@ -250,6 +250,11 @@ def deadline_blueprint() -> Blueprint:
 async def test_state_and_job_deadlines_fire_durably(start_orchestrator: Any, spawn_worker: Any) -> None:
     orchestrator = await start_orchestrator(deadline_blueprint(), poll_interval=30.0)
     spawn_worker(orchestrator.url, HEARTBEAT_INTERVAL="0.3")
+
+    async def worker_up() -> bool:  # the start state's 1 s deadline must not race the worker's start
+        return bool(await orchestrator.engine.live_workers())
+
+    await wait_for(worker_up, within=20)
     slow = await create(orchestrator.url, "deadlines", {"sleep": 30}, timeout_seconds=2.5)
     fast = await create(orchestrator.url, "deadlines", {})
 
