@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from chronik.adapters.config import ClientEntry, load_clients
 from chronik.adapters.telemetry.metrics import Metrics
 from chronik.core.errors import ConfigError
 
+from .console import console_parts
 from .errors import exception_handlers
 from .guards import client_token_guard
 from .openapi import BlueprintOpenAPIConfig
@@ -25,7 +28,24 @@ from .routes.public import metrics, public_approval, ready, status
 from .routes.workers import worker_routes
 from .worker_auth import WorkerCredentials
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS", "SWAGGER_UI", "create_app"]
+
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger"
+"""Swagger UI (swagger-ui-dist, see its SOURCE.txt), shipped in the package: the API docs need no CDN."""
+
+DOCS_ASSETS = "/_public/docs/assets"
+"""Where ``SWAGGER_UI``'s files are served, beside the docs page."""
+
+
+def _swagger_ui() -> SwaggerRenderPlugin:
+    """The docs page at ``/_public/docs``, loading every asset from this server (offline, no CDN)."""
+    return SwaggerRenderPlugin(
+        path="/",
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS}/favicon-32x32.png'>",
+    )
 
 
 def create_app(
@@ -38,6 +58,7 @@ def create_app(
     clients_config_path: str | None = None,
     client_rate_limit: int = 0,
     enable_client_api: bool = True,
+    console_enabled: bool = True,
     worker_auth_mode: str = "mixed",
     worker_token_ttl: float = 3600.0,
 ) -> Litestar:
@@ -54,6 +75,8 @@ def create_app(
         worker_token: ``GLOBAL_WORKER_TOKEN``, the token any worker may send as ``X-Worker-Token``.
         workers_config_path: ``WORKERS_CONFIG_PATH``, a ``workers.toml`` of per-worker tokens.
         manage_engine: Start the engine when the app starts and stop it when the app stops.
+        console_enabled: ``CONSOLE_ENABLED``; the web console at ``/console`` (it signs in with
+            the clients' tokens, so it is served only with the client API).
         enable_client_api: ``ENABLE_CLIENT_API``; False serves only the worker routes and
             ``/_public`` (no client token is needed then).
         worker_auth_mode: ``WORKER_AUTH_MODE``: ``mixed``, ``mtls-only`` or ``token-only``; the
@@ -92,18 +115,22 @@ def create_app(
             if manage_engine:
                 await engine.stop()
 
+    console, templates = console_parts(clients) if console_enabled and enable_client_api else ([], None)
     return Litestar(
+        template_config=templates,
         route_handlers=[
             *(
                 [job_routes([client_token_guard(clients, default_rate_limit=client_rate_limit)])]
                 if enable_client_api
                 else []
             ),
+            *console,
             worker_routes(lambda: credentials),
             status,
             ready,
             metrics,
             public_approval,
+            create_static_files_router(path=DOCS_ASSETS, directories=[SWAGGER_UI], name="docs_assets"),
         ],
         exception_handlers=exception_handlers,
         middleware=[_count_requests(instruments)] if isinstance(instruments, Metrics) else [],
@@ -115,7 +142,7 @@ def create_app(
             version="1",
             description="An event-sourced workflow orchestrator on PostgreSQL.",
             path="/_public/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[_swagger_ui()],
         ),
     )
 

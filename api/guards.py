@@ -15,9 +15,30 @@ from chronik.adapters.config import ClientEntry
 
 from .ports import Orchestrator
 
-__all__ = ["CLIENT_TOKEN_HEADER", "client_entry_of", "client_of", "client_token_guard", "owner_of"]
+__all__ = [
+    "CLIENT_TOKEN_HEADER",
+    "ClientDirectory",
+    "client_entry_of",
+    "client_of",
+    "client_token_guard",
+    "owner_of",
+]
 
 CLIENT_TOKEN_HEADER = "X-Client-Token"
+
+
+class ClientDirectory:
+    """The known clients by the SHA-256 digests of their tokens: who holds a token."""
+
+    def __init__(self, clients: Mapping[str, ClientEntry]) -> None:
+        self._digests = [(name, bytes.fromhex(entry.token_sha256), entry) for name, entry in clients.items()]
+
+    def identify(self, token: str) -> tuple[str, ClientEntry] | None:
+        """The client whose token this is (its name and entry), or None."""
+        digest = hashlib.sha256(token.encode()).digest()
+        # Constant-time comparisons, all of them: the time taken says nothing about any token.
+        found = [(name, entry) for name, known, entry in self._digests if hmac.compare_digest(digest, known)]
+        return found[0] if found else None
 
 
 def client_token_guard(
@@ -28,21 +49,19 @@ def client_token_guard(
     ``clients`` are the named clients with their tokens' SHA-256 digests; the
     request is then that client's (``client_of``), and the log records the name.
     """
-    digests = [(name, bytes.fromhex(entry.token_sha256), entry) for name, entry in clients.items()]
+    directory = ClientDirectory(clients)
 
     # Async on purpose: Litestar runs a plain-function guard in a worker thread, per request.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         sent = connection.headers.get(CLIENT_TOKEN_HEADER)
         if sent is None:
             raise NotAuthorizedException(f"send the client token in the {CLIENT_TOKEN_HEADER} header")
-        digest = hashlib.sha256(sent.encode()).digest()
-        # Constant-time comparisons, all of them: the time taken says nothing about any token.
-        found = [(name, entry) for name, known, entry in digests if hmac.compare_digest(digest, known)]
-        if not found:
+        found = directory.identify(sent)
+        if found is None:
             raise NotAuthorizedException(
                 f"the {CLIENT_TOKEN_HEADER} header does not hold a valid client token"
             )
-        name, entry = found[0]
+        name, entry = found
         connection.scope["auth"] = name
         connection.state.client = entry
         limit = entry.rate_limit_per_minute if entry.rate_limit_per_minute is not None else default_rate_limit

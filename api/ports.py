@@ -8,9 +8,15 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from chronik._runtime.batches import BatchAction, BatchOutcome, BatchPreview
+from chronik._runtime.console_sessions import ConsoleSessions
+from chronik._runtime.console_stats import ConsoleStats
+from chronik._runtime.job_page import JobPageReads
 from chronik._runtime.overview import Dashboard
+from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.blueprint import Blueprint
+from chronik.core.divergence import Divergence
 from chronik.core.errors import ChronikError
 from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
@@ -79,6 +85,25 @@ class Orchestrator(Protocol):
         ...
 
     @property
+    def console_sessions(self) -> ConsoleSessions:
+        """The console's sign-ins."""
+        ...
+
+    @property
+    def console_stats(self) -> ConsoleStats:
+        """The console's reads beyond single jobs: activity, queue, schedules, analytics."""
+        ...
+
+    @property
+    def job_page(self) -> JobPageReads:
+        """The console job page's reads of one job: filtered pages, moves, task attempts."""
+        ...
+
+    async def replay_job(self, job_id: UUID, *, owner: str | None = None) -> tuple[int, list[Divergence]]:
+        """The job's handler runs, and those today's handlers decide differently."""
+        ...
+
+    @property
     def endpoints(self) -> Mapping[str, Blueprint]:
         """The registered blueprints by ``api_endpoint`` (for the OpenAPI document)."""
         ...
@@ -144,6 +169,35 @@ class Orchestrator(Protocol):
 
     async def retry_job(self, job_id: UUID, *, actor: str = "", owner: str | None = None) -> JobState: ...
 
+    async def fork_job(
+        self,
+        job_id: UUID,
+        from_version: int,
+        *,
+        actor: str = "",
+        owner: str | None = None,
+        webhook_url: str | None = None,
+        monthly_quota: int | None = None,
+    ) -> JobState:
+        """A new job from the job's state as of ``from_version``; the new job's state."""
+        ...
+
+    async def count_jobs(self, where: JobFilter, *, owner: str | None = None) -> int: ...
+
+    async def preview_batch(
+        self, action: BatchAction, where: JobFilter, *, owner: str | None = None
+    ) -> BatchPreview: ...
+
+    async def run_batch(
+        self,
+        action: BatchAction,
+        where: JobFilter,
+        *,
+        actor: str = "",
+        owner: str | None = None,
+        reason: str = "",
+    ) -> BatchOutcome: ...
+
     async def approve_job(
         self,
         job_id: UUID,
@@ -179,6 +233,8 @@ class Orchestrator(Protocol):
     # -- workers, dashboard, files (``owner`` as above)
 
     async def live_workers(self) -> list[LiveWorker]: ...
+
+    async def projection_status(self) -> list[CheckpointStatus]: ...
 
     async def dashboard(self, *, owner: str | None = None) -> Dashboard: ...
 

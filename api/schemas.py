@@ -8,6 +8,7 @@ from uuid import UUID
 
 import msgspec
 
+from chronik._runtime.batches import BatchOutcome, BatchPreview
 from chronik._runtime.overview import Dashboard
 from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.approvals import decisions_of
@@ -15,10 +16,16 @@ from chronik.core.events import ErrorInfo
 from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState, result_of
 
+from .filters import BatchFilter
+
 __all__ = [
     "ApprovalAccepted",
     "ApprovalRequest",
     "ApprovalView",
+    "BatchOutcomeView",
+    "BatchPreviewView",
+    "BatchRequest",
+    "BatchSkipView",
     "CancelAccepted",
     "CancelRequest",
     "CreateJobRequest",
@@ -27,6 +34,9 @@ __all__ = [
     "ErrorDetail",
     "FileUploadLink",
     "FileUploaded",
+    "ForkAccepted",
+    "ForkOrigin",
+    "ForkRequest",
     "HistoryEntry",
     "JobAccepted",
     "JobPage",
@@ -134,6 +144,13 @@ class RetryAccepted(msgspec.Struct, kw_only=True):
     job_id: UUID
 
 
+class ForkOrigin(msgspec.Struct, kw_only=True):
+    """Where a forked job came from: the source job and the version of it the fork started from."""
+
+    job_id: UUID
+    version: int
+
+
 class TaskView(msgspec.Struct, kw_only=True):
     """The task a job waits on."""
 
@@ -184,6 +201,10 @@ class JobView(msgspec.Struct, kw_only=True):
     transitions: int = 0
     """How many states the job has entered; ``max_transitions`` is its cap (0: none)."""
     max_transitions: int = 0
+    forked_from: ForkOrigin | None = None
+    """The job and version this job was forked from (``POST /jobs/{id}/fork``); None: not a fork."""
+    forks: list[UUID] = []
+    """Every job forked from this one, oldest first."""
 
     @classmethod
     def of(cls, state: JobState, *, progress: dict[str, Any] | None = None) -> JobView:
@@ -240,6 +261,10 @@ class JobView(msgspec.Struct, kw_only=True):
             metadata=state.metadata,
             transitions=state.transitions,
             max_transitions=state.max_transitions,
+            forked_from=None
+            if state.forked_from is None
+            else ForkOrigin(job_id=state.forked_from.job_id, version=state.forked_from.version),
+            forks=list(state.forks),
         )
 
 
@@ -385,3 +410,82 @@ class FileUploaded(msgspec.Struct, kw_only=True):
 
     status: str = "uploaded"
     s3_uri: str
+
+
+# -- forks and batch actions (the console's, and any client's) ---------------------------------
+
+
+class ForkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /api/v1/jobs/{job_id}/fork``."""
+
+    from_version: int
+    """The version of the job to start from: 1 to the job's ``version``."""
+    webhook_url: str | None = None
+    """The new job's webhook; the source's is not taken over."""
+
+
+class ForkAccepted(msgspec.Struct, kw_only=True):
+    """A job was forked: the new job was created and its first step queued."""
+
+    status: str = "accepted"
+    job_id: UUID
+    """The new job."""
+    forked_from: ForkOrigin
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The body of ``POST /api/v1/jobs/batch/cancel`` and ``.../retry``."""
+
+    filter: BatchFilter = msgspec.field(default_factory=BatchFilter)
+    """Which jobs: the list's filters (every one optional; none: all the caller's jobs)."""
+    dry_run: bool = True
+    """Only count (the default); ``false`` acts."""
+    reason: str | None = None
+    """The cancellation's reason (cancel only)."""
+
+
+class BatchPreviewView(msgspec.Struct, kw_only=True):
+    """A batch's dry run: how many jobs a real run would act on now, and the first ten ids."""
+
+    dry_run: bool = True
+    count: int
+    first_ids: list[UUID]
+    cap: int
+    """The most jobs one real run acts on."""
+
+    @classmethod
+    def of(cls, preview: BatchPreview, *, cap: int) -> BatchPreviewView:
+        """The view of a preview."""
+        return cls(count=preview.count, first_ids=preview.first_ids, cap=cap)
+
+
+class BatchSkipView(msgspec.Struct, kw_only=True):
+    """A job a batch found but did not act on: it ended or moved on meanwhile, say."""
+
+    job_id: UUID
+    code: str
+    reason: str
+
+
+class BatchOutcomeView(msgspec.Struct, kw_only=True):
+    """What a batch's real run did."""
+
+    dry_run: bool = False
+    count: int
+    """Jobs it found and tried (``done`` plus ``skipped``), at most ``cap``."""
+    done: int
+    skipped: list[BatchSkipView]
+    more: bool
+    """Jobs it would act on remain past the cap: run it again."""
+    cap: int
+
+    @classmethod
+    def of(cls, outcome: BatchOutcome, *, cap: int) -> BatchOutcomeView:
+        """The view of an outcome."""
+        return cls(
+            count=outcome.count,
+            done=outcome.done,
+            skipped=[BatchSkipView(job_id=s.job_id, code=s.code, reason=s.reason) for s in outcome.skipped],
+            more=outcome.more,
+            cap=cap,
+        )

@@ -31,13 +31,18 @@ from chronik.adapters.postgres.embedded import EmbeddedPostgres, start_embedded
 from chronik.adapters.postgres.workers import LiveWorker
 from chronik.adapters.telemetry.metrics import Metrics
 from chronik.core.blueprint import Blueprint
+from chronik.core.divergence import Divergence
 from chronik.core.errors import BlueprintNotFound, QuotaExceeded
 from chronik.core.graph import to_dot
 from chronik.core.records import JobFilter, LogPosition, RecordedEvent
 from chronik.core.state import JobState
 
 from ._runtime.archive import Imported
+from ._runtime.batches import BatchAction, BatchOutcome, BatchPreview
+from ._runtime.console_sessions import ConsoleSessions
+from ._runtime.console_stats import ConsoleStats
 from ._runtime.instance import Instance
+from ._runtime.job_page import JobPageReads
 from ._runtime.overview import Dashboard
 from ._runtime.registry import BlueprintRegistry
 from ._runtime.setup import prepare_database
@@ -118,6 +123,16 @@ class Engine:
         if not self.instance.running:
             raise RuntimeError("the engine has not started with its executor")
         return self.instance.workers
+
+    @property
+    def console_sessions(self) -> ConsoleSessions:
+        """The console's sign-ins (after ``start``)."""
+        return self.instance.console_sessions
+
+    @property
+    def console_stats(self) -> ConsoleStats:
+        """The console's reads beyond single jobs: activity, queue, schedules, analytics (after ``start``)."""
+        return self.instance.console_stats
 
     async def start(self, *, run_migrations: bool = True, run_executor: bool = True) -> None:
         """Connect (starting the embedded PostgreSQL when no URL is set), migrate, and run handlers."""
@@ -311,6 +326,52 @@ class Engine:
         """Re-run a quarantined job's task with a fresh retry budget; ``JobNotRetryable`` otherwise."""
         return await self.instance.jobs.retry(job_id, actor=actor, owner=owner)
 
+    async def fork_job(
+        self,
+        job_id: UUID,
+        from_version: int,
+        *,
+        actor: str = "",
+        owner: str | None = None,
+        webhook_url: str | None = None,
+        monthly_quota: int | None = None,
+    ) -> JobState:
+        """Start a new job from the job's state as of ``from_version`` (1 to its version); the new job.
+
+        It runs the state the job was in then, with its data then, and belongs to the same client;
+        the job's history records the fork. ``monthly_quota`` counts it against ``actor``'s month.
+        """
+        return await self.instance.jobs.fork(
+            job_id,
+            from_version,
+            actor=actor,
+            owner=owner,
+            webhook_url=webhook_url,
+            monthly_quota=monthly_quota,
+        )
+
+    async def count_jobs(self, where: JobFilter, *, owner: str | None = None) -> int:
+        """How many jobs match ``where`` (of ``owner``'s, when given)."""
+        return await self.instance.jobs.count(where, owner=owner)
+
+    async def preview_batch(
+        self, action: BatchAction, where: JobFilter, *, owner: str | None = None
+    ) -> BatchPreview:
+        """How many of the jobs ``where`` finds ``action`` (cancel, retry) would act on now; the first ids."""
+        return await self.instance.batches.preview(action, where, owner=owner)
+
+    async def run_batch(
+        self,
+        action: BatchAction,
+        where: JobFilter,
+        *,
+        actor: str = "",
+        owner: str | None = None,
+        reason: str = "",
+    ) -> BatchOutcome:
+        """Cancel or retry up to ``BATCH_CAP`` of the jobs ``where`` finds, each as its own command."""
+        return await self.instance.batches.run(action, where, actor=actor, owner=owner, reason=reason)
+
     # -- limits and operations ------------------------------------------------------
 
     async def check_rate(self, key: str, limit: int, per_seconds: float, *, kind: str = "client") -> None:
@@ -390,3 +451,18 @@ class Engine:
     async def file_download_url(self, job_id: UUID, filename: str, *, owner: str | None = None) -> str:
         """A presigned ``GET`` URL of the job's file ``filename``, good for 60 seconds."""
         return await self.instance.files.download_url(job_id, filename, owner=owner)
+
+    # -- the console's job page -------------------------------------------------------
+
+    @property
+    def job_page(self) -> JobPageReads:
+        """The console job page's reads of one job: filtered pages, moves, attempts (after ``start``)."""
+        return JobPageReads(self.instance.jobs, self.database, self.blueprints)
+
+    async def replay_job(self, job_id: UUID, *, owner: str | None = None) -> tuple[int, list[Divergence]]:
+        """Would today's registered handlers decide as the job's history did (``chronik jobs replay``)?
+
+        How many handler runs the history has, and each one decided differently now. Handlers run
+        for real; ``BlueprintNotFound`` when the job's blueprint is not registered here.
+        """
+        return await self.job_page.replay(job_id, owner=owner)

@@ -70,6 +70,7 @@ async def serve(
         clients_config_path=settings.clients_config_path,
         client_rate_limit=settings.client_rate_limit,
         enable_client_api=settings.enable_client_api,
+        console_enabled=settings.console_enabled,
         worker_auth_mode=settings.worker_auth_mode,
         worker_token_ttl=settings.worker_token_ttl_seconds,
     )

@@ -38,6 +38,7 @@ ENVIRONMENT: dict[str, str] = {
     "SCHEDULES_CONFIG_PATH": "a schedules.toml of jobs to start on a schedule",
     "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
     "ENABLE_CLIENT_API": "false: serve only the worker routes and /_public (no client API)",
+    "CONSOLE_ENABLED": "false: no web console at /console",
     "MAX_TRANSITIONS_PER_JOB": "the states a job may enter before it fails (a blueprint in a cycle)",
     "WORKER_RATE_LIMIT_HEARTBEATS": "too-frequent heartbeats per minute per worker",
     "WORKER_RATE_LIMIT_POLLS": "empty polls per minute per worker",
@@ -122,6 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_rate_limit: int = 0
     """``CLIENT_RATE_LIMIT_PER_MINUTE``: requests per minute of a client without its own limit; 0: none."""
     enable_client_api: bool = True
+    console_enabled: bool = True
+    """``CONSOLE_ENABLED``: the web console at ``/console`` (with the client API only)."""
     """``ENABLE_CLIENT_API``: false serves only the worker routes and ``/_public`` (Avtomatika's
     holon mode: jobs come from schedules and the embedding program, not from clients)."""
     max_transitions: int = 100
@@ -196,6 +199,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             s3=S3Config.from_env(env),
             client_rate_limit=_number(env, "CLIENT_RATE_LIMIT_PER_MINUTE", int, 0, minimum=0),
             enable_client_api=_flag(env, "ENABLE_CLIENT_API", True),
+            console_enabled=_flag(env, "CONSOLE_ENABLED", True),
             max_transitions=_number(env, "MAX_TRANSITIONS_PER_JOB", int, 100, minimum=1),
             worker_rate_heartbeats=_number(env, "WORKER_RATE_LIMIT_HEARTBEATS", int, 120, minimum=0),
             worker_rate_polls=_number(env, "WORKER_RATE_LIMIT_POLLS", int, 60, minimum=0),

@@ -24,6 +24,7 @@ from .events import (
     JobCreated,
     JobFailed,
     JobFinished,
+    JobForked,
     JobQuarantined,
     JobRetried,
     ParallelDispatched,
@@ -100,8 +101,17 @@ def facts_of(event: AnyEvent, before: JobState | None, meta: dict[str, Any]) -> 
 
 def _facts(event: AnyEvent, before: JobState | None) -> AuditFacts:
     match event:
-        case JobCreated():
-            return AuditFacts(f"created in state {event.start_state!r}")
+        case JobCreated(forked_from=origin):
+            if origin is None:
+                return AuditFacts(f"created in state {event.start_state!r}")
+            return AuditFacts(
+                f"forked from job {origin.job_id} at version {origin.version}, in state {event.start_state!r}"
+            )
+        case JobForked():
+            return AuditFacts(
+                f"forked at version {event.from_version} into job {event.new_job_id}",
+                actor=event.actor or None,
+            )
         case StateEntered():
             return AuditFacts(f"moved from {event.from_state!r} to {event.state!r}")
         case HandlerFailed(error=error):

@@ -24,6 +24,7 @@ from .events import (
     JobCancelled,
     JobCreated,
     JobFailed,
+    JobForked,
     ParallelDispatched,
     StateEntered,
     TaskDispatched,
@@ -67,8 +68,9 @@ def handler_runs(events: Sequence[AnyEvent]) -> Iterator[HandlerRun]:
     entered = False
     while index < len(events):
         event = events[index]
-        if isinstance(event, FilesStored):
-            # A record of what a handler or task stored, not a decision: it leaves the walk as it is.
+        if isinstance(event, FilesStored | JobForked):
+            # A record (what a handler or task stored, a fork taken), not a decision: it leaves the
+            # walk as it is.
             state = evolve(state, event)
             index += 1
             continue

@@ -17,7 +17,7 @@ from uuid import UUID
 import msgspec
 
 from .deadlines import needs_step, wakes_at
-from .events import AnyEvent, ChildEnded, TaskCompleted, TaskFailed, TaskLost
+from .events import AnyEvent, ChildEnded, JobForked, TaskCompleted, TaskFailed, TaskLost
 from .state import JobState, TaskState, pending_attempts, pending_task, result_of
 
 __all__ = [
@@ -125,7 +125,11 @@ def change_of(
     was first written.
     """
     ended_now = not derive_only and after.is_terminal and not (before is not None and before.is_terminal)
-    step, due = step_change(before, after)
+    # Records alone (a fork taken of the job) change nothing it waits on: its step, which an
+    # instance may hold right now to run a handler, is left as it is (re-enqueuing it would take
+    # that lease away and let a second instance run the same handler).
+    records_only = before is not None and bool(events) and all(isinstance(e, JobForked) for e in events)
+    step, due = ("keep", None) if records_only else step_change(before, after)
     return JobChange(
         job_id=after.job_id,
         expected_version=before.version if before else 0,

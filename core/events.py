@@ -29,11 +29,13 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "FilesStored",
+    "ForkedFrom",
     "HandlerFailed",
     "JobCancelled",
     "JobCreated",
     "JobFailed",
     "JobFinished",
+    "JobForked",
     "JobQuarantined",
     "JobRetried",
     "ParallelDispatched",
@@ -69,6 +71,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     at: datetime
 
 
+class ForkedFrom(msgspec.Struct, frozen=True, kw_only=True):
+    """The job and version a forked job was started from (``POST /jobs/{id}/fork``)."""
+
+    job_id: UUID
+    version: int
+
+
 class JobCreated(Event, frozen=True, tag="JobCreated"):
     """A client created the job; it starts in ``start_state``."""
 
@@ -102,6 +111,11 @@ class JobCreated(Event, frozen=True, tag="JobCreated"):
     dispatch_timeout: float | None = None
     """How long each task of the job may wait for a worker to take it (Avtomatika's
     ``dispatch_timeout``); past it the job fails with ``DISPATCH_TIMEOUT``. None: as long as it takes."""
+    state_history: dict[str, Any] = {}
+    """What the job starts with in ``state_history``: empty, except for a fork (the source's as of
+    ``forked_from.version``)."""
+    forked_from: ForkedFrom | None = None
+    """Set when the job is a fork: it starts in ``start_state`` with the source's data as of that version."""
 
 
 class StateEntered(Event, frozen=True, tag="StateEntered"):
@@ -156,6 +170,19 @@ class JobCancelled(Event, frozen=True, tag="JobCancelled"):
     """Someone cancelled the job."""
 
     reason: str = ""
+    actor: str = ""
+
+
+class JobForked(Event, frozen=True, tag="JobForked"):
+    """A new job, ``new_job_id``, was started from this job's state as of ``from_version``.
+
+    A record in the source's history, not a change of the source: its status, state and
+    ``updated_at`` stay as they were (it may have ended long ago), and nothing is dispatched,
+    woken or announced for it.
+    """
+
+    new_job_id: UUID
+    from_version: int
     actor: str = ""
 
 
@@ -402,6 +429,7 @@ AnyEvent = (
     | ChildStarted
     | ChildEnded
     | FilesStored
+    | JobForked
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -433,6 +461,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ChildStarted,
         ChildEnded,
         FilesStored,
+        JobForked,
     )
 }
 """Every event class by its stored tag; a snapshot test pins this list."""

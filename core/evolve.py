@@ -28,6 +28,7 @@ from .events import (
     JobCreated,
     JobFailed,
     JobFinished,
+    JobForked,
     JobQuarantined,
     JobRetried,
     ParallelDispatched,
@@ -71,7 +72,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             status=JobStatus.RUNNING,
             current_state=event.start_state,
             initial_data=dict(event.initial_data),
-            state_history={},
+            state_history=dict(event.state_history),
             version=1,
             created_at=event.at,
             updated_at=event.at,
@@ -85,6 +86,7 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
             metadata=dict(event.metadata),
             max_transitions=event.max_transitions,
             dispatch_timeout=event.dispatch_timeout,
+            forked_from=event.forked_from,
         )
     version = state.version + 1
     match event:
@@ -254,6 +256,10 @@ def evolve(state: JobState | None, event: AnyEvent) -> JobState:
         case ChildEnded():
             # A StateEntered (or a JobFailed) always follows in the same append and moves the job on.
             return replace(state, child=None, version=version, updated_at=event.at)
+        case JobForked(new_job_id=new_job_id):
+            # A record of the source's, not a change of it: status, state and updated_at stay (an
+            # ended job stays ended); only the version moves, as with every event of the stream.
+            return replace(state, forks=(*state.forks, new_job_id), version=version)
         case FilesStored(keys=keys):
             files = tuple(dict.fromkeys((*state.files, *keys)))
             return replace(state, files=files, version=version, updated_at=event.at)

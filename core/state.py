@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from .events import ErrorInfo
+from .events import ErrorInfo, ForkedFrom
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -205,6 +205,10 @@ class JobState(msgspec.Struct, frozen=True, kw_only=True):
     """The error that sent the job down a failure path (``StateEntered.error``): it ends failed."""
     dispatch_timeout: float | None = None
     """How long each of the job's tasks may wait for a worker (``JobCreated.dispatch_timeout``)."""
+    forked_from: ForkedFrom | None = None
+    """The job and version this job was forked from (``JobCreated.forked_from``); None: not a fork."""
+    forks: tuple[UUID, ...] = ()
+    """Every job forked from this one (``JobForked``), in order."""
 
     @property
     def is_terminal(self) -> bool:

@@ -14,7 +14,7 @@ import msgspec
 
 from chronik.core.effects import JobRow
 from chronik.core.evolve import fold
-from chronik.core.records import JobFilter
+from chronik.core.records import JobFilter, id_range
 from chronik.core.state import JobState
 
 from .database import Connection
@@ -22,7 +22,16 @@ from .errors import refusing_bad_values
 from .event_store import read_stream
 from .queries import QUERIES
 
-__all__ = ["columns_of", "list_states", "load_state", "load_with_progress", "refold_differences"]
+__all__ = [
+    "columns_of",
+    "count_jobs",
+    "list_keys",
+    "list_states",
+    "listing_arguments",
+    "load_state",
+    "load_with_progress",
+    "refold_differences",
+]
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(JobState)
@@ -71,21 +80,71 @@ async def list_states(
     """A page of jobs, newest first, and the keyset of the last one (``None`` on the last page)."""
     async with refusing_bad_values():
         rows = await conn.fetch(
-            QUERIES["list_jobs"],
-            where.blueprint,
-            where.status,
-            where.state,
-            where.created_after,
-            where.created_before,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit + 1,
-            where.client,
+            QUERIES["list_jobs"], *listing_arguments(where, limit=limit + 1, after=after)
         )
     page = rows[:limit]
     more = len(rows) > limit
     last = (page[-1]["created_at"], UUID(str(page[-1]["job_id"]))) if more and page else None
     return [_decoder.decode(row["state"]) for row in page], last
+
+
+async def list_keys(
+    conn: Connection, where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+) -> list[tuple[datetime, UUID]]:
+    """The keys (``created_at``, ``job_id``) of up to ``limit`` jobs ``where`` finds, newest first."""
+    async with refusing_bad_values():
+        rows = await conn.fetch(
+            QUERIES["list_job_keys"], *listing_arguments(where, limit=limit, after=after)
+        )
+    return [(row["created_at"], UUID(str(row["job_id"]))) for row in rows]
+
+
+async def count_jobs(conn: Connection, where: JobFilter) -> int:
+    """How many jobs ``where`` finds."""
+    low, high = id_range(where.id_prefix) if where.id_prefix is not None else (None, None)
+    async with refusing_bad_values():
+        found = await conn.fetchval(
+            QUERIES["count_jobs"],
+            where.blueprint,
+            where.status,
+            where.state,
+            where.created_after,
+            where.created_before,
+            where.client,
+            low,
+            high,
+            _jsonb(where.data),
+            _jsonb(where.metadata),
+            None if where.statuses is None else list(where.statuses),
+        )
+    return int(found)
+
+
+def listing_arguments(
+    where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+) -> tuple[Any, ...]:
+    """The parameters of ``list_jobs`` and ``list_job_keys``, in order (for ``EXPLAIN`` too)."""
+    low, high = id_range(where.id_prefix) if where.id_prefix is not None else (None, None)
+    return (
+        where.blueprint,
+        where.status,
+        where.state,
+        where.created_after,
+        where.created_before,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+        where.client,
+        low,
+        high,
+        _jsonb(where.data),
+        _jsonb(where.metadata),
+        None if where.statuses is None else list(where.statuses),
+    )
+
+
+def _jsonb(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else _encoder.encode(value).decode()
 
 
 async def refold_differences(conn: Connection, job_id: UUID) -> dict[str, tuple[Any, Any]]:

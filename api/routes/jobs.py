@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from chronik.core.errors import InvalidInput
 from chronik.core.records import JobFilter, RecordedEvent
 
+from ..filters import containment, job_filter
 from ..guards import client_entry_of, client_of, owner_of
 from ..ports import Orchestrator
 from ..schemas import (
@@ -34,8 +35,10 @@ from ..schemas import (
     WebhookView,
 )
 from .admin import reload_workers
+from .batches import batch_cancel, batch_retry
 from .catalog import blueprint_graph, dashboard, list_workers
 from .files import download_file, file_upload_link, upload_file
+from .forks import fork_job
 
 __all__ = ["MAX_WAIT_SECONDS", "job_routes"]
 
@@ -102,19 +105,22 @@ async def list_jobs(
     created_before: FromQuery[datetime | None] = None,
     limit: FromQuery[int] = 50,
     cursor: FromQuery[str | None] = None,
+    id_prefix: FromQuery[str | None] = None,
 ) -> JobPage:
-    """Jobs newest first, filtered by blueprint, status, state and creation time; keyset pages."""
+    """Jobs newest first, filtered by blueprint, status, state, creation time, id prefix, and
+    ``data.<key>=<value>`` / ``metadata.<key>=<value>`` (docs/api.md); keyset pages."""
     if not 1 <= limit <= 500:
         raise InvalidInput(f"limit must be from 1 to 500, got {limit}")
-    for name, moment in (("created_after", created_after), ("created_before", created_before)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"{name} needs a time zone, e.g. 2026-11-23T10:00:00Z")
-    where = JobFilter(
+    pairs = list(request.query_params.multi_items())
+    where = job_filter(
         blueprint=blueprint,
         status=status,
         state=current_state,
         created_after=created_after,
         created_before=created_before,
+        id_prefix=id_prefix,
+        data=containment(pairs, "data"),
+        metadata=containment(pairs, "metadata"),
     )
     jobs, last = await _engine(state).list_jobs(
         where, limit=limit, after=_decode_cursor(cursor), owner=owner_of(request)
@@ -331,6 +337,9 @@ def job_routes(guards: list[object]) -> Router:
             get_webhooks,
             cancel_job,
             retry_job,
+            fork_job,
+            batch_cancel,
+            batch_retry,
             reload_workers,
             list_workers,
             dashboard,

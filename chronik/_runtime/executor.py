@@ -32,8 +32,10 @@ from chronik.core.decide import (
 )
 from chronik.core.errors import InvalidInput, VersionConflict
 from chronik.core.events import AnyEvent, ChildStarted, ErrorInfo, FilesStored
+from chronik.core.forks import only_recorded_since
 from chronik.core.state import JobState, JobStatus
 
+from .commands import MAX_ATTEMPTS
 from .handlers import run_handler
 from .input_check import check_child_input
 from .loops import BUSY, run_loop
@@ -267,18 +269,7 @@ class StepExecutor:
             stored = FilesStored(at=at, keys=tuple(task_files.stored), by=f"handler:{state.current_state}")
             events = (stored, *events)
         try:
-            await self._store.commit(
-                state,
-                events,
-                meta={"instance": self._instance},
-                linked=self._children(state, outcome, events),
-            )
-        except VersionConflict:
-            # Another writer moved the job while the handler ran: a client cancelled it, or another
-            # instance ran this step after our lease ran out. The outcome belongs to a state that
-            # is gone, so it is dropped, never re-applied to the new one.
-            bound.info("outcome_dropped", state=outcome.state)
-            return
+            committed = await self._commit(state, events, linked=self._children(state, outcome, events))
         except InvalidInput as exc:
             # The outcome holds a value PostgreSQL cannot store (a NUL character, say): the
             # handler failed, and the job records that instead of retrying it forever.
@@ -286,10 +277,41 @@ class StepExecutor:
             failed = decide_step(
                 state, blueprint, HandlerOutcome(state=outcome.state, error=error), self._clock()
             )
-            with contextlib.suppress(VersionConflict):  # the job moved meanwhile: nothing to record
-                await self._store.commit(state, failed, meta={"instance": self._instance})
+            await self._commit(state, failed)  # if the job moved meanwhile: nothing to record
+            return
+        if not committed:
+            # Another writer moved the job while the handler ran: a client cancelled it, or another
+            # instance ran this step after our lease ran out. The outcome belongs to a state that
+            # is gone, so it is dropped, never re-applied to the new one.
+            bound.info("outcome_dropped", state=outcome.state)
             return
         bound.debug("step_done", state=outcome.state, events=[type(e).__name__ for e in events])
+
+    async def _commit(
+        self,
+        state: JobState,
+        events: tuple[AnyEvent, ...],
+        *,
+        linked: list[tuple[AnyEvent, ...]] | None = None,
+    ) -> bool:
+        """Commit what was decided on ``state``; False when the job moved on meanwhile (a conflict).
+
+        Records alone (``JobForked``: a fork taken of the job) leave its state as it was, so what
+        was decided on it still holds: it is committed after them. Dropped instead, the outcome
+        would leave the step leased here until the lease ran out, and the job waiting that long.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                await self._store.commit(
+                    state, events, meta={"instance": self._instance}, linked=linked or ()
+                )
+                return True
+            except VersionConflict:
+                moved = await self._store.load(state.job_id)
+                if moved is None or not only_recorded_since(state, moved):
+                    return False
+                state = moved
+        return False
 
     def _children(
         self, state: JobState, outcome: HandlerOutcome, events: tuple[AnyEvent, ...]
@@ -320,5 +342,4 @@ class StepExecutor:
         if not events:
             await self._store.reschedule_claimed_step(step, instance=self._instance, due=wakes_at(state))
             return
-        with contextlib.suppress(VersionConflict):  # the job moved meanwhile: its new state decides
-            await self._store.commit(state, events, meta={"instance": self._instance})
+        await self._commit(state, events)  # if the job moved meanwhile: its new state decides

@@ -26,6 +26,9 @@ from chronik.core.retry import RetryPolicy
 from chronik.projections.setup import PROJECTORS
 from chronik.settings import Settings
 
+from .batches import JobBatches
+from .console_sessions import ConsoleSessions
+from .console_stats import ConsoleStats
 from .executor import StepExecutor
 from .files import JobFiles
 from .janitor import FileJanitor
@@ -76,6 +79,8 @@ class Instance:
             webhook_secret=settings.webhook_secret,
             max_transitions=settings.max_transitions,
         )
+        self.batches = JobBatches(self.jobs, store)
+        """Cancel or retry every job a filter finds (the API's and the console's batch actions)."""
         budgets = WorkerBudgets(
             heartbeats=settings.worker_rate_heartbeats,
             polls=settings.worker_rate_polls,
@@ -94,6 +99,11 @@ class Instance:
         """Live workers and job counts; a worker is live while its leases would be (the task lease)."""
         self.files = JobFiles(self.jobs, settings.s3)
         """Clients' links to and uploads into a job's S3 folder (``FilesNotConfigured`` without S3)."""
+        self.console_sessions = ConsoleSessions(database)
+        self.console_stats = ConsoleStats(
+            database, schedules_path=settings.schedules_config_path, tz=settings.timezone
+        )
+        """The console's reads: activity over time, the queue, schedules, analytics."""
         policy = RetryPolicy(base_seconds=settings.retry_base_seconds, max_seconds=settings.retry_max_seconds)
         self.workers = WorkerService(
             store,

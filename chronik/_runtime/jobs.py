@@ -24,6 +24,7 @@ from chronik.core.decide import decide_cancel, decide_create
 from chronik.core.errors import ActionError, BlueprintNotFound, InvalidInput, JobNotFound
 from chronik.core.events import AnyEvent
 from chronik.core.evolve import fold
+from chronik.core.forks import decide_fork
 from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
@@ -165,6 +166,12 @@ class JobService:
             where = msgspec.structs.replace(where, client=owner)
         return await self._store.list_jobs(where, limit=limit, after=after)
 
+    async def count(self, where: JobFilter, *, owner: str | None = None) -> int:
+        """How many jobs match ``where`` (of ``owner``'s, when given)."""
+        if owner is not None:
+            where = msgspec.structs.replace(where, client=owner)
+        return await self._store.count_jobs(where)
+
     async def as_of(
         self,
         job_id: UUID,
@@ -177,7 +184,8 @@ class JobService:
 
         The same fold as the live state, over a prefix of the log: time travel for audits.
         """
-        events = await self.history(job_id, owner=owner)
+        # A version needs only the log up to it (a deep job's early version reads a few events).
+        events = await self.history(job_id, limit=version if version and version > 0 else None, owner=owner)
         if version is not None:
             if version < 1 or version > len(events):
                 raise InvalidInput(
@@ -194,6 +202,62 @@ class JobService:
         state = fold(recorded.event for recorded in events)
         assert state is not None
         return state
+
+    async def fork(
+        self,
+        job_id: UUID,
+        from_version: int,
+        *,
+        actor: str = "",
+        owner: str | None = None,
+        webhook_url: str | None = None,
+        monthly_quota: int | None = None,
+    ) -> JobState:
+        """Start a new job from the job's state as of ``from_version``; the new job's state.
+
+        The new job belongs to the source's client and is recorded in the source's history
+        (``JobForked``), in the same transaction. ``monthly_quota`` counts it against ``actor``'s
+        month, as a create does. What it takes from the source: see ``core.forks.decide_fork``.
+        """
+        source = await self.get(job_id, owner=owner)
+        if not 1 <= from_version <= source.version:
+            raise InvalidInput(
+                f"from_version must be from 1 to {source.version} for job {job_id}, got {from_version}"
+            )
+        found = self._registered(source.blueprint)
+        if webhook_url is not None:
+            check_webhook_url(webhook_url, secret=self._webhook_secret)
+        # A prefix of the log never changes: read and folded once, whatever the source does meanwhile.
+        then = fold(recorded.event for recorded in await self._store.history(job_id, limit=from_version))
+        assert then is not None and then.version == from_version
+        new_job_id = uuid4()
+        traceparent = new_traceparent(
+            "chronik.job.fork",
+            {
+                "chronik.job_id": str(new_job_id),
+                "chronik.blueprint": found.name,
+                "chronik.forked_from": str(job_id),
+            },
+        )
+        quota = None if monthly_quota is None else Quota(client=actor, monthly=monthly_quota)
+
+        async def attempt(n: int) -> JobState:
+            # The source is read again after a conflict (it moved: a result, a cancel, another fork).
+            current = source if n == 0 else await self.get(job_id, owner=owner)
+            fork = decide_fork(
+                current,
+                then,
+                found,
+                new_job_id,
+                self._clock(),
+                actor=actor,
+                webhook_url=webhook_url,
+                traceparent=traceparent,
+                max_transitions=self._max_transitions,
+            )
+            return await self._store.fork(current, fork, meta=self._meta(actor), quota=quota)
+
+        return await retry_on_conflict(attempt, what=f"job {job_id}")
 
     async def webhooks(self, job_id: UUID, *, owner: str | None = None) -> list[dict[str, Any]]:
         """The job's webhook notifications with every attempt; ``JobNotFound`` for an unknown id."""

@@ -28,6 +28,7 @@ from chronik.core.effects import JobChange, abandoned_child, change_of
 from chronik.core.errors import IdempotencyKeyReused, QuotaExceeded
 from chronik.core.events import AnyEvent, JobCancelled, JobCreated
 from chronik.core.evolve import fold
+from chronik.core.forks import Fork
 from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
 
@@ -245,14 +246,32 @@ class JobStore:
                 if not taken:
                     return await self._key_holder(conn, client, idempotency_key, fingerprint), False
             if quota is not None:
-                used = await limits.hit_monthly_quota(conn, f"quota:{quota.client}")
-                if used > quota.monthly:
-                    raise QuotaExceeded(
-                        f"client {quota.client!r} has created its {quota.monthly} jobs for this month "
-                        "(monthly_attempts); the quota renews on the 1st (UTC)"
-                    )
+                await _charge(conn, quota)
             job = await self.commit(None, events, meta=meta, conn=conn, savepoint=False, blueprint=blueprint)
             return job, True
+
+    async def fork(
+        self,
+        source: JobState,
+        fork: Fork,
+        *,
+        meta: dict[str, Any],
+        quota: Quota | None = None,
+    ) -> JobState:
+        """Record ``fork`` in the source's stream and create the new job, in one transaction.
+
+        Charges ``quota`` in it too (``QuotaExceeded``, with nothing written). Raises
+        ``VersionConflict`` when the source moved since ``source`` was read; returns the new job.
+        """
+        async with self.database.transaction() as conn:
+            if quota is not None:
+                await _charge(conn, quota)
+            await self.commit(
+                source, fork.recorded, meta=meta, conn=conn, savepoint=False, linked=[fork.created]
+            )
+        created = fold(fork.created)
+        assert created is not None
+        return created
 
     async def _key_holder(self, conn: Connection, client: str, key: str, fingerprint: str) -> JobState:
         existing = await idempotency.holder(conn, client, key)
@@ -284,6 +303,18 @@ class JobStore:
         """A page of jobs, newest first, and the cursor of the next page."""
         async with self.database.connection() as conn:
             return await jobs.list_states(conn, where, limit=limit, after=after)
+
+    async def list_keys(
+        self, where: JobFilter, *, limit: int, after: tuple[datetime, UUID] | None
+    ) -> list[tuple[datetime, UUID]]:
+        """The keys (``created_at``, ``job_id``) of the next ``limit`` jobs ``where`` finds, newest first."""
+        async with self.database.connection() as conn:
+            return await jobs.list_keys(conn, where, limit=limit, after=after)
+
+    async def count_jobs(self, where: JobFilter) -> int:
+        """How many jobs ``where`` finds."""
+        async with self.database.connection() as conn:
+            return await jobs.count_jobs(conn, where)
 
     async def history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None
@@ -320,6 +351,16 @@ class JobStore:
         """Seconds until the next timer's step is due; ``None`` when no timer waits."""
         async with self.database.connection() as conn:
             return await steps.seconds_to_next(conn)
+
+
+async def _charge(conn: Connection, quota: Quota) -> None:
+    """Count one new job against the client's month; ``QuotaExceeded`` past it."""
+    used = await limits.hit_monthly_quota(conn, f"quota:{quota.client}")
+    if used > quota.monthly:
+        raise QuotaExceeded(
+            f"client {quota.client!r} has created its {quota.monthly} jobs for this month "
+            "(monthly_attempts); the quota renews on the 1st (UTC)"
+        )
 
 
 def _blueprint_of(events: Sequence[AnyEvent]) -> str:

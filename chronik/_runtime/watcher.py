@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from chronik.adapters.postgres import idempotency, limits, tasks, worker_tokens
+from chronik.adapters.postgres import console_sessions, idempotency, limits, tasks, worker_tokens
 from chronik.adapters.postgres.database import Connection
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.locks import SingletonLock
@@ -125,6 +125,7 @@ class Watcher:
                 await limits.prune(conn)
                 await idempotency.prune(conn)
                 await worker_tokens.prune(conn)
+                await console_sessions.prune(conn)
                 self._next_prune = time.monotonic() + _PRUNE_SECONDS
         return handled
 

@@ -31,8 +31,15 @@ WHERE j.job_id = $1;
 -- name: list_jobs
 -- A page of jobs, newest first, after the keyset cursor ($6, $7); every filter is optional (NULL).
 -- The ORDER BY matches jobs_created_idx, read backwards, so a page costs the same at any depth.
+-- A filter that picks few jobs is read by its own index instead: $9 jobs_client_created_idx, $2
+-- jobs_status_created_idx, $10/$11 the primary key (an id prefix as a range), $12 and $13 the GIN
+-- indexes of initial_data and metadata (containment, @>). The NULL tests are left to the planner:
+-- with them every plan is a custom one (a generic plan, blind to which filters are set, estimates
+-- about one row and a scan of the table, so PostgreSQL never prefers it to the plans with values).
 -- $1 blueprint, $2 status, $3 current_state, $4 created_after, $5 created_before,
--- $6 cursor created_at, $7 cursor job_id, $8 limit, $9 the owning client (NULL: every client's)
+-- $6 cursor created_at, $7 cursor job_id, $8 limit, $9 the owning client (NULL: every client's),
+-- $10 and $11 the lowest and highest job id (an id prefix), $12 jsonb contained in initial_data,
+-- $13 jsonb contained in metadata, $14 text[] statuses, any of which
 SELECT state::text AS state, created_at, job_id
 FROM jobs
 WHERE ($9::text IS NULL OR state->>'client' = $9)
@@ -42,5 +49,47 @@ WHERE ($9::text IS NULL OR state->>'client' = $9)
   AND ($4::timestamptz IS NULL OR created_at >= $4)
   AND ($5::timestamptz IS NULL OR created_at < $5)
   AND ($6::timestamptz IS NULL OR (created_at, job_id) < ($6, $7::uuid))
+  AND ($10::uuid IS NULL OR job_id BETWEEN $10 AND $11::uuid)
+  AND ($12::jsonb IS NULL OR state->'initial_data' @> $12)
+  AND ($13::jsonb IS NULL OR state->'metadata' @> $13)
+  AND ($14::text[] IS NULL OR status = ANY($14))
 ORDER BY created_at DESC, job_id DESC
 LIMIT $8;
+
+-- name: list_job_keys
+-- The keys of a page of jobs, newest first, as list_jobs finds them (the same filters): what a
+-- batch action walks through, without reading whole states.
+-- $1..$14 as list_jobs
+SELECT created_at, job_id
+FROM jobs
+WHERE ($9::text IS NULL OR state->>'client' = $9)
+  AND ($1::text IS NULL OR blueprint = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR current_state = $3)
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+  AND ($6::timestamptz IS NULL OR (created_at, job_id) < ($6, $7::uuid))
+  AND ($10::uuid IS NULL OR job_id BETWEEN $10 AND $11::uuid)
+  AND ($12::jsonb IS NULL OR state->'initial_data' @> $12)
+  AND ($13::jsonb IS NULL OR state->'metadata' @> $13)
+  AND ($14::text[] IS NULL OR status = ANY($14))
+ORDER BY created_at DESC, job_id DESC
+LIMIT $8;
+
+-- name: count_jobs
+-- How many jobs list_jobs would find with these filters (on every page), for a batch's dry run.
+-- $1 blueprint, $2 status, $3 current_state, $4 created_after, $5 created_before, $6 the owning
+-- client, $7 and $8 the lowest and highest job id, $9 jsonb contained in initial_data, $10 jsonb
+-- contained in metadata, $11 text[] statuses, any of which (each NULL: no filter)
+SELECT count(*)
+FROM jobs
+WHERE ($6::text IS NULL OR state->>'client' = $6)
+  AND ($1::text IS NULL OR blueprint = $1)
+  AND ($2::text IS NULL OR status = $2)
+  AND ($3::text IS NULL OR current_state = $3)
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+  AND ($7::uuid IS NULL OR job_id BETWEEN $7 AND $8::uuid)
+  AND ($9::jsonb IS NULL OR state->'initial_data' @> $9)
+  AND ($10::jsonb IS NULL OR state->'metadata' @> $10)
+  AND ($11::text[] IS NULL OR status = ANY($11));

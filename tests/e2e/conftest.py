@@ -98,6 +98,7 @@ async def start_orchestrator(make_engine: Any) -> AsyncIterator[Callable[..., An
             clients_config_path=engine.settings.clients_config_path,
             client_rate_limit=engine.settings.client_rate_limit,
             enable_client_api=engine.settings.enable_client_api,
+            console_enabled=engine.settings.console_enabled,
             worker_auth_mode=engine.settings.worker_auth_mode,
             worker_token_ttl=engine.settings.worker_token_ttl_seconds,
         )

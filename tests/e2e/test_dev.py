@@ -60,6 +60,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     assert token, f"no banner; stdout={banner!r} log={(tmp_path / 'dev.log').read_text()}"
     assert f"curl -s -X POST http://127.0.0.1:{port}/api/v1/jobs/demo" in banner
     assert re.search(r"webhook secret: \S{20,}", banner), banner  # a webhook_url works at once
+    assert f"web console:  http://127.0.0.1:{port}/console " in banner, banner
     try:
         yield f"http://127.0.0.1:{port}", token.group(1), data_dir
     finally:

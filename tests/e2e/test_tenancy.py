@@ -121,6 +121,7 @@ async def test_another_clients_job_is_not_found_on_every_route(api: httpx.AsyncC
             await api.post(f"/api/v1/jobs/{job_id}/cancel", json={"reason": "mine now"}, headers=OPS),
             await api.post(f"/api/v1/jobs/{job_id}/retry", headers=OPS),
             await api.post(f"/api/v1/jobs/{job_id}/approval", json={"decision": "yes"}, headers=OPS),
+            await api.post(f"/api/v1/jobs/{job_id}/fork", json={"from_version": 1}, headers=OPS),
         ):
             assert_not_found(response)
     # Exactly the answer an unknown id gets: nothing tells a guesser that the job exists.
@@ -137,8 +138,18 @@ async def test_another_clients_job_is_not_found_on_every_route(api: httpx.AsyncC
     assert await listed(api, "/api/v1/jobs/quarantined", OPS) == set()
     assert await listed(api, "/api/v1/jobs/quarantined", BILLING) == {quarantined}
     assert await listed(api, "/api/v1/jobs/quarantined", AUDITOR) == {quarantined}
-    # A filter cannot widen what a client sees.
+    # A filter cannot widen what a client sees, nor can a batch act beyond it.
     assert await listed(api, "/api/v1/jobs?status=quarantined", OPS) == set()
+    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:8]}&data.secret=1", OPS) == set()
+    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:8]}&data.secret=1", BILLING) == {
+        quarantined
+    }
+    for who, cancellable, retryable in ((OPS, 1, 0), (BILLING, 2, 1), (AUDITOR, 3, 1)):
+        for action, count in (("cancel", cancellable), ("retry", retryable)):
+            preview = await api.post(f"/api/v1/jobs/batch/{action}", json={"dry_run": True}, headers=who)
+            assert preview.json()["count"] == count, (action, preview.text)
+    retried = await api.post("/api/v1/jobs/batch/retry", json={"dry_run": False}, headers=OPS)
+    assert retried.json()["count"] == 0
 
     # Nothing the other client tried changed the jobs; their owner acts on them as before.
     assert await status_of(api, quarantined, BILLING) == JobStatus.QUARANTINED

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
+import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from chronik.adapters.postgres import jobs
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.api.app import create_app
 from chronik.core.errors import ConfigError
+from chronik.core.records import JobFilter, id_range
 from chronik.demo import blueprints
 from tests.conftest import wait_for
 
@@ -232,30 +235,85 @@ async def test_list_jobs_with_filters_and_keyset_pages(client: AsyncTestClient[A
 
 @pytest.mark.projection_damaged  # it writes jobs rows without events, to have enough of them cheaply
 async def test_listing_reads_the_created_index(pool: Any) -> None:
-    # Enough rows for the planner to prefer the index: a page must not scan and sort the table.
+    # Enough rows for the planner to prefer the indexes: a page must not scan and sort the table,
+    # whichever filter picks it, and a filter that picks few jobs reads its own index.
     async with pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at, "
-            "state) SELECT gen_random_uuid(), 'b' || (i % 5), 'finished', 's', 1, "
-            "now() - i * interval '1 second', now(), jsonb_build_object('client', 'c' || (i % 50)) "
+            "state) SELECT gen_random_uuid(), 'b' || (i % 5), "
+            "CASE WHEN i % 200 = 0 THEN 'quarantined' ELSE 'finished' END, 's', 1, "
+            "now() - i * interval '1 second', now(), jsonb_build_object('client', 'c' || (i % 50), "
+            "'initial_data', jsonb_build_object('order', i, 'region', 'r' || (i % 7)), "
+            "'metadata', jsonb_build_object('batch', 'm' || (i % 1000))) "
             "FROM generate_series(1, 20000) AS i"
         )
         await conn.execute("ANALYZE jobs")
+        prefix = str(await conn.fetchval("SELECT job_id FROM jobs OFFSET 77 LIMIT 1"))[:4]
+        low, high = id_range(prefix)
+        cases = {
+            "jobs_created_idx": {},
+            "jobs_client_created_idx": {"client": "'c7'"},
+            "jobs_status_created_idx": {"status": "'quarantined'"},
+            "jobs_pkey": {"low": f"'{low}'", "high": f"'{high}'"},
+            "jobs_initial_data_idx": {"data": """'{"order": 77}'"""},
+            "jobs_metadata_idx": {"metadata": """'{"batch": "m7"}'"""},
+        }
         await conn.execute("PREPARE listing AS " + QUERIES["list_jobs"].rstrip(";"))
-        plans = []
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            await conn.execute(f"SET plan_cache_mode = {mode}")
-            rows = await conn.fetch(
-                "EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 51, NULL)"
-            )
-            plans.append("\n".join(row[0] for row in rows))
-        # One client's page reads that client's index (custom plans: the value is known).
-        await conn.execute("SET plan_cache_mode = force_custom_plan")
-        rows = await conn.fetch("EXPLAIN EXECUTE listing(NULL, NULL, NULL, NULL, NULL, NULL, NULL, 51, 'c7')")
-        own = "\n".join(row[0] for row in rows)
+        plans = {}
+        for index, given in cases.items():
+            # list_jobs's parameters in order, NULL but for the limit and the filter of the case.
+            names = "blueprint status state after before at id limit client low high data metadata statuses"
+            args = ", ".join(given.get(name, "51" if name == "limit" else "NULL") for name in names.split())
+            rows = await conn.fetch(f"EXPLAIN EXECUTE listing({args})")
+            plans[index] = "\n".join(row[0] for row in rows)
+    for index, plan in plans.items():
+        assert index in plan, plan
+    for index in ("jobs_created_idx", "jobs_client_created_idx", "jobs_status_created_idx"):
+        assert "Sort" not in plans[index], plans[index]  # read in the page's order, stopped at the page
+
+
+@pytest.mark.projection_damaged  # as above
+async def test_the_listing_keeps_its_plans_when_run_again_and_again(pool: Any) -> None:
+    # asyncpg prepares each statement once per connection, and PostgreSQL may then swap the plans
+    # made with the values for one made without them (after five runs): a generic plan, which could
+    # never use the index of a filter it cannot see. auto_explain shows the plans really run.
+    async with pool.acquire() as conn:
+        # Rows whose state decodes as a job's: the adapter reads them as it reads real ones.
+        await conn.execute(
+            "INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at, "
+            "state) SELECT id, 'b', 'finished', 's', 1, t, t, jsonb_build_object('job_id', id, "
+            "'blueprint', 'b', 'status', 'finished', 'current_state', 's', 'version', 1, 'created_at', t, "
+            "'updated_at', t, 'client', 'c' || (i % 50), 'state_history', '{}'::jsonb, "
+            "'initial_data', jsonb_build_object('order', i), 'metadata', jsonb_build_object('m', i)) "
+            "FROM (SELECT gen_random_uuid() AS id, i, now() - i * interval '1 second' AS t "
+            "FROM generate_series(1, 20000) AS i) AS made"
+        )
+        await conn.execute("ANALYZE jobs")
+        try:
+            await conn.execute("LOAD 'auto_explain'")
+        except asyncpg.PostgresError:
+            pytest.skip("this PostgreSQL has no auto_explain")
+        await conn.execute("SET auto_explain.log_min_duration = 0")
+        await conn.execute("SET auto_explain.log_level = 'notice'")
+        notices: list[str] = []
+
+        def heard(_conn: Any, message: Any) -> None:
+            notices.append(message.message)
+
+        conn.add_log_listener(heard)
+        plain = JobFilter()
+        for n in range(8):
+            await jobs.list_states(conn, plain, limit=50, after=None)
+            await jobs.list_states(conn, JobFilter(data={"order": 100 + n}), limit=50, after=None)
+            await jobs.list_states(conn, JobFilter(metadata={"m": 200 + n}), limit=50, after=None)
+            assert await jobs.count_jobs(conn, JobFilter(data={"order": 300 + n})) == 1
+        conn.remove_log_listener(heard)
+    plans = [text for text in notices if "Query Text" in text]
+    assert len(plans) == 32, notices[:3]
     for plan in plans:
-        assert "jobs_created_idx" in plan and "Sort" not in plan, plan
-    assert "jobs_client_created_idx" in own and "Sort" not in own, own
+        assert "Seq Scan" not in plan, plan
+    assert sum("jobs_initial_data_idx" in plan for plan in plans) == 16
+    assert sum("jobs_metadata_idx" in plan for plan in plans) == 8
 
 
 async def test_idempotency_key_returns_the_first_job(client: AsyncTestClient[Any]) -> None:

@@ -17,11 +17,13 @@ from chronik.core.events import (
     ChildStarted,
     ErrorInfo,
     FilesStored,
+    ForkedFrom,
     HandlerFailed,
     JobCancelled,
     JobCreated,
     JobFailed,
     JobFinished,
+    JobForked,
     JobQuarantined,
     JobRetried,
     ParallelDispatched,
@@ -59,6 +61,7 @@ def test_stored_tags_never_change() -> None:
         "JobCreated",
         "JobFailed",
         "JobFinished",
+        "JobForked",
         "JobQuarantined",
         "JobRetried",
         "ParallelDispatched",
@@ -111,6 +114,15 @@ def test_every_event_type_round_trips() -> None:
         ChildStarted(at=AT, state="s", child_job_id=uuid4(), blueprint="c", transitions={"success": "x"}),
         ChildEnded(at=AT, child_job_id=uuid4(), status="failed", result={"r": 1}, error=error),
         FilesStored(at=AT, keys=("jobs/x/a.bin",), by="w"),
+        JobForked(at=AT, new_job_id=uuid4(), from_version=3, actor="ops"),
+        JobCreated(
+            at=AT,
+            job_id=uuid4(),
+            blueprint="b",
+            start_state="s",
+            state_history={"k": [1]},
+            forked_from=ForkedFrom(job_id=uuid4(), version=3),
+        ),
     ]
     assert {type(s).__struct_config__.tag for s in samples} == set(EVENT_TYPES)
     for sample in samples:
