@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
 import random
@@ -39,12 +40,15 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+import httpx
 
 from bench.pg import start_server
 from bench.sides import WORK
+from chronik import Blueprint, Engine, Settings
 from chronik._runtime.setup import prepare_database
 from chronik.adapters.postgres import event_store, jobs
 from chronik.adapters.postgres.queries import QUERIES
+from chronik.api.app import create_app
 from chronik.core.effects import JobRow
 from chronik.core.events import AnyEvent, ErrorInfo, JobCreated, StateEntered, encode_event_data
 from chronik.core.evolve import fold
@@ -325,6 +329,60 @@ async def run(url: str, total: int, events: int, runs: int) -> None:
     finally:
         await conn.close()
     await measure(url, runs, long_job, total, events)
+    await measure_pages(url, runs, long_job)
+
+
+def ping_pong(name: str) -> Blueprint:
+    """The seeded jobs' blueprints (the console filters by registered ones); the long job's is bp0."""
+    bp = Blueprint(name)
+
+    @bp.handler_for("ping", is_start=True)
+    async def ping(actions: Any) -> None:
+        actions.transition_to("pong")
+
+    @bp.handler_for("pong")
+    async def pong(actions: Any) -> None:
+        actions.transition_to("ping")
+
+    return bp
+
+
+async def measure_pages(url: str, runs: int, long_job: UUID) -> None:
+    """The console's pages as a browser gets them: the app in-process (httpx's ASGI transport, so
+    the time is the server's: routing, session, queries, templates), signed in as an admin."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the figures
+    engine = Engine(
+        url,
+        blueprints=[ping_pong(name) for name in BLUEPRINTS],
+        settings=Settings(client_token="bench-token-0123456789"),
+    )
+    await engine.start(run_executor=False)
+    app = create_app(engine, client_token="bench-token-0123456789", manage_engine=False)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as browser:
+            signed = await browser.post("/console/login", data={"token": "bench-token-0123456789"})
+            assert signed.status_code in (200, 303), signed.text
+            pages = [
+                (f"job page, {long_job} (first response)", f"/console/jobs/{long_job}"),
+                ("job page, failures only", f"/console/jobs/{long_job}?failures=1"),
+                ("jobs list, no filter", "/console/jobs"),
+                ("jobs list, status=quarantined", "/console/jobs?status=quarantined"),
+                ("jobs list, blueprint=bp3", "/console/jobs?blueprint=bp3"),
+                ("jobs list, data order=123456", "/console/jobs?data=order%3D123456"),
+                ("overview", "/console"),
+            ]
+            print("\nconsole pages (median of", runs, "requests, server time in ms, bytes):")
+            for name, path in pages:
+                first = await browser.get(path)
+                assert first.status_code == 200, (path, first.status_code, first.text[:300])
+
+                async def get(path: str = path) -> None:
+                    await browser.get(path)
+
+                print(f"  {name:<60} {await median_ms(runs, get):8.1f}  {len(first.content):>9,}")
+    finally:
+        await engine.stop()
 
 
 def main() -> None:

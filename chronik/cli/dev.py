@@ -79,13 +79,19 @@ def _banner(engine: Engine, args: argparse.Namespace, worker_app: str | None) ->
     url = f"http://{args.host}:{args.port}"
     token = engine.settings.client_token
     endpoint = next(iter(sorted(engine.endpoints)), "demo")
+    console = f"{url}/console (sign in with the client token)"
+    if not engine.settings.console_enabled:
+        console = "off (CONSOLE_ENABLED=false)"
+    elif not engine.settings.enable_client_api:  # it signs in with client tokens: none without the API
+        console = "off (ENABLE_CLIENT_API=false)"
     print(
         f"\nchronik is serving {', '.join(sorted(engine.blueprints))} at {url}\n"
         f"  database:     {_redact(engine.database_url)}\n"
         f"  worker:       {worker_app or 'none started (run: chronik worker APP)'}\n"
         f"  client token: {token}\n"
         f"  webhook secret: {engine.settings.webhook_secret} (signs X-Chronik-Signature)\n"
-        f"  API docs:     {url}/_public/docs\n\n"
+        f"  API docs:     {url}/_public/docs\n"
+        f"  web console:  {console}\n\n"
         "Create a job:\n"
         f"  curl -s -X POST {url}/api/v1/jobs/{endpoint} -H 'X-Client-Token: {token}' "
         '-H \'Content-Type: application/json\' -d \'{"initial_data": {"name": "Ada"}}\'\n'

@@ -124,7 +124,7 @@ async def job_list(request: Request[Any, Any, Any], state: State) -> Template:
     except ChronikError as exc:  # the engine's InvalidInput too (e.g. a bad id prefix)
         error = exc.message
     results_only = request.headers.get("HX-Target") == "job-results"
-    return page(
+    shown = page(
         request,
         "listing_results.html" if results_only else "listing.html",
         query=query,
@@ -136,6 +136,10 @@ async def job_list(request: Request[Any, Any, Any], state: State) -> Template:
         next_url=f"/console/jobs?{query.query_string(cursor=next_cursor)}" if next_cursor else None,
         first_url=f"/console/jobs?{query.query_string()}",
     )
+    if results_only:
+        # The address bar shows the filters that are set, not every empty field of the form.
+        shown.headers["HX-Push-Url"] = f"/console/jobs?{query.query_string(cursor=cursor or '')}"
+    return shown
 
 
 ROUTES: list[Any] = [job_list]
