@@ -390,11 +390,17 @@ class DashboardView(msgspec.Struct, kw_only=True):
 
     workers: dict[str, int]
     jobs: dict[str, int]
+    ended_within_hours: int
+    """``finished``, ``failed`` and ``cancelled`` count the jobs that ended within these last hours."""
 
     @classmethod
     def of(cls, dashboard: Dashboard) -> DashboardView:
         """The view of the counts."""
-        return cls(workers={"total": dashboard.workers}, jobs={"queued": dashboard.queued, **dashboard.jobs})
+        return cls(
+            workers={"total": dashboard.workers},
+            jobs={"queued": dashboard.queued, **dashboard.jobs},
+            ended_within_hours=dashboard.ended_within_hours,
+        )
 
 
 class FileUploadLink(msgspec.Struct, kw_only=True):

@@ -18,10 +18,13 @@ class StatusCount(msgspec.Struct, frozen=True, kw_only=True):
     queued: int
 
 
-async def count_jobs_by_status(conn: Connection, client: str | None) -> list[StatusCount]:
-    """Jobs per status (only the statuses that have jobs); ``client`` None: every client's."""
+async def count_jobs_by_status(
+    conn: Connection, client: str | None, *, live: list[str], ended_within_hours: int
+) -> list[StatusCount]:
+    """Jobs per status (only the statuses that have jobs): every job of a ``live`` status, and those
+    of the others that ended within the last ``ended_within_hours``; ``client`` None: everyone's."""
     if client is None:
-        rows = await conn.fetch(QUERIES["count_jobs_by_status"])
+        rows = await conn.fetch(QUERIES["count_jobs_by_status"], ended_within_hours, live)
     else:
-        rows = await conn.fetch(QUERIES["count_client_jobs_by_status"], client)
+        rows = await conn.fetch(QUERIES["count_client_jobs_by_status"], ended_within_hours, live, client)
     return [StatusCount(status=row["status"], jobs=row["jobs"], queued=row["queued"]) for row in rows]

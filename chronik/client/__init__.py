@@ -34,7 +34,7 @@ from ._errors import (
     WaitTimeoutError,
 )
 from ._sync import Client, JobHandle
-from ._views import ApprovalView, ErrorInfo, HistoryEntry, JobPage, JobView, TaskView
+from ._views import ApprovalView, ErrorInfo, ForkOrigin, HistoryEntry, JobPage, JobView, TaskView
 
 __all__ = [
     "ENDED_STATUSES",
@@ -48,6 +48,7 @@ __all__ = [
     "Client",
     "ConflictError",
     "ErrorInfo",
+    "ForkOrigin",
     "HistoryEntry",
     "JobFailedError",
     "JobHandle",

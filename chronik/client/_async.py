@@ -258,6 +258,11 @@ class AsyncClient:
         """Cancel a job that has not ended; ``ConflictError`` (``JOB_NOT_CANCELLABLE``) when it has."""
         await self._send(calls.cancel_call(job_id, reason=reason))
 
+    async def fork(self, job_id: JobId, from_version: int) -> AsyncJobHandle:
+        """Start a new job from the job's state as of ``from_version``; the new job's handle."""
+        accepted = await self._send(calls.fork_call(job_id, from_version=from_version))
+        return AsyncJobHandle(self, accepted.job_id)
+
     async def retry(self, job_id: JobId) -> None:
         """Queue a quarantined job's task again; ``ConflictError`` (``JOB_NOT_RETRYABLE``) otherwise."""
         await self._send(calls.retry_call(job_id))
@@ -304,6 +309,10 @@ class AsyncJobHandle:
     async def cancel(self, reason: str = "") -> None:
         """Cancel it."""
         await self.client.cancel(self.job_id, reason)
+
+    async def fork(self, from_version: int) -> AsyncJobHandle:
+        """Start a new job from its state as of ``from_version``."""
+        return await self.client.fork(self.job_id, from_version)
 
     async def retry(self) -> None:
         """Retry it, once quarantined."""

@@ -195,6 +195,12 @@ def cancel_call(job_id: JobId, *, reason: str) -> Call[Accepted]:
     return Call("POST", _job_path(job_id, "/cancel"), Accepted, body=body, headers=headers)
 
 
+def fork_call(job_id: JobId, *, from_version: int) -> Call[Accepted]:
+    """``POST /jobs/{id}/fork``: a new job from the state as of ``from_version``."""
+    body, headers = _json_body(from_version=from_version)
+    return Call("POST", _job_path(job_id, "/fork"), Accepted, body=body, headers=headers)
+
+
 def retry_call(job_id: JobId) -> Call[Accepted]:
     """``POST /jobs/{id}/retry``."""
     return Call("POST", _job_path(job_id, "/retry"), Accepted)

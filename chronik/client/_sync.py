@@ -255,6 +255,11 @@ class Client:
         """Cancel a job that has not ended; ``ConflictError`` (``JOB_NOT_CANCELLABLE``) when it has."""
         self._send(calls.cancel_call(job_id, reason=reason))
 
+    def fork(self, job_id: JobId, from_version: int) -> JobHandle:
+        """Start a new job from the job's state as of ``from_version``; the new job's handle."""
+        accepted = self._send(calls.fork_call(job_id, from_version=from_version))
+        return JobHandle(self, accepted.job_id)
+
     def retry(self, job_id: JobId) -> None:
         """Queue a quarantined job's task again; ``ConflictError`` (``JOB_NOT_RETRYABLE``) otherwise."""
         self._send(calls.retry_call(job_id))
@@ -301,6 +306,10 @@ class JobHandle:
     def cancel(self, reason: str = "") -> None:
         """Cancel it."""
         self.client.cancel(self.job_id, reason)
+
+    def fork(self, from_version: int) -> JobHandle:
+        """Start a new job from its state as of ``from_version``."""
+        return self.client.fork(self.job_id, from_version)
 
     def retry(self) -> None:
         """Retry it, once quarantined."""

@@ -16,7 +16,16 @@ import msgspec
 
 from chronik.core.events import ErrorInfo
 
-__all__ = ["Accepted", "ApprovalView", "ErrorInfo", "HistoryEntry", "JobPage", "JobView", "TaskView"]
+__all__ = [
+    "Accepted",
+    "ApprovalView",
+    "ErrorInfo",
+    "ForkOrigin",
+    "HistoryEntry",
+    "JobPage",
+    "JobView",
+    "TaskView",
+]
 
 
 class TaskView(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +49,13 @@ class ApprovalView(msgspec.Struct, frozen=True, kw_only=True):
     """When the job stops waiting; None: never."""
     public_url: str | None = None
     """The public approval link (path and token), where the server offers one."""
+
+
+class ForkOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """The job and version a forked job started from."""
+
+    job_id: UUID
+    version: int
 
 
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +100,10 @@ class JobView(msgspec.Struct, frozen=True, kw_only=True):
     """How many states the job has entered."""
     max_transitions: int = 0
     """The most ``transitions`` it may make (0: no cap)."""
+    forked_from: ForkOrigin | None = None
+    """The job and version this one was forked from (``fork()``)."""
+    forks: tuple[UUID, ...] = ()
+    """The jobs forked from this one."""
 
 
 class JobPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -198,6 +198,17 @@ async def test_decide_on_an_approval_and_the_answers_when_it_cannot(client: Asyn
         await job.decide("approved")
     assert (late.value.code, late.value.status) == ("JOB_NOT_AWAITING_APPROVAL", 409)
 
+    # A fork from the version where it waited for the decision waits for one again.
+    waited_at = next(entry.version for entry in await job.history() if entry.type == "ApprovalRequested")
+    forked = await job.fork(waited_at)
+    await wait_for(lambda: status_is(client, forked.job_id, JobStatus.WAITING_FOR_HUMAN))
+    view = await forked.get()
+    assert view.forked_from is not None and (view.forked_from.job_id, view.forked_from.version) == (
+        job.job_id,
+        waited_at,
+    )
+    assert (await job.get()).forks == (forked.job_id,)
+
     rejected = await client.create("approval")
     await wait_for(lambda: status_is(client, rejected.job_id, JobStatus.WAITING_FOR_HUMAN))
     await client.decide(rejected.job_id, "rejected")

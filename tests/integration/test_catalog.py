@@ -197,7 +197,8 @@ async def test_dashboard_and_worker_queries_read_their_indexes(pool: Any) -> Non
     async with pool.acquire() as conn:
         await conn.execute(
             "INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at, "
-            "finished_at, state) SELECT gen_random_uuid(), 'b', 'finished', 's', 1, now(), now(), now(), "
+            "finished_at, state) SELECT gen_random_uuid(), 'b', 'finished', 's', 1, now(), now(), "
+            "now() - i * interval '1 minute', "
             "jsonb_build_object('client', 'c' || (i % 50)) FROM generate_series(1, 20000) AS i"
         )
         await conn.execute("ANALYZE jobs")
@@ -205,14 +206,23 @@ async def test_dashboard_and_worker_queries_read_their_indexes(pool: Any) -> Non
         plans = []
         for mode in ("force_custom_plan", "force_generic_plan"):
             await conn.execute(f"SET plan_cache_mode = {mode}")
-            rows = await conn.fetch("EXPLAIN EXECUTE counting('c7')")
+            live = "ARRAY['running', 'waiting_for_worker', 'waiting_for_human', 'quarantined']"
+            rows = await conn.fetch(f"EXPLAIN EXECUTE counting(24, {live}, 'c7')")
             plans.append("\n".join(row[0] for row in rows))
+        everyone = "\n".join(
+            row[0]
+            for row in await conn.fetch(
+                "EXPLAIN "
+                + QUERIES["count_jobs_by_status"].replace("$1", "24").replace("$2", "ARRAY['running']")
+            )
+        )
         await conn.execute("SET enable_seqscan = off")  # an empty table is scanned otherwise
         workers = "\n".join(
             row[0] for row in await conn.fetch("EXPLAIN " + QUERIES["list_live_workers"].replace("$1", "60"))
         )
-    for plan in plans:  # one client's counts cost its jobs, not everyone's
-        assert "jobs_client_created_idx" in plan, plan
+    for plan in plans:  # one client's counts read its ended jobs of the day, not all history
+        assert "jobs_client_finished_idx" in plan and "Seq Scan" not in plan, plan
+    assert "jobs_finished_idx" in everyone and "Seq Scan" not in everyone, everyone  # an admin's too
     assert "tasks_worker_idx" in workers, workers
 
 
