@@ -8,9 +8,10 @@ from typing import Any
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ExceptionHandlersMap
 
+from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
 from chronik.core.errors import ChronikError, RateLimited
 
 from .schemas import ErrorBody, ErrorDetail
@@ -95,8 +96,29 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     )
 
 
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # An outage, not a bug: one line in the log, no traceback, and an answer a client retries.
+    log.warning("database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+    return error_response(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "DATABASE_UNAVAILABLE",
+        "the database cannot be reached just now; send the request again shortly",
+        headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+    )
+
+
+_RETRY_AFTER_SECONDS = 2
+"""How soon a client may try again after a 503: a restarting PostgreSQL is back within seconds."""
+
+
+def _internal_or_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return _database_unavailable(request, exc)
+    return _internal_error(request, exc)
+
+
 exception_handlers: ExceptionHandlersMap = {
     ChronikError: _chronik_error,
     HTTPException: _http_error,
-    Exception: _internal_error,
+    Exception: _internal_or_unavailable,
 }

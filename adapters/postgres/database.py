@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 import asyncpg
 
-__all__ = ["DATABASE_ERRORS", "Connection", "Database", "in_transaction", "savepoint"]
+__all__ = ["DATABASE_ERRORS", "UNAVAILABLE_ERRORS", "Connection", "Database", "in_transaction", "savepoint"]
 
 Connection: TypeAlias = asyncpg.Connection
 """An open connection, to pass to this package's functions."""
@@ -26,6 +26,18 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
 )
 """What a failure to reach or use the database raises: for callers that report it, not handle it."""
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset: the server is down or restarting
+    TimeoutError,  # no connection from the pool in time, or no answer
+    asyncpg.PostgresConnectionError,  # class 08: the connection broke (or was never made)
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01-03: shutting down, starting up; 57014 cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.InterfaceError,  # a pooled connection found closed under the request
+)
+"""Failures that say the database cannot serve now, not that the request or chronik is wrong: a
+request meeting one is answered 503 with Retry-After (it is safe to send again: nothing was
+committed, or an idempotent repeat finds what was)."""
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
