@@ -36,8 +36,8 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # a pooled connection found closed under the request
 )
 """Failures that say the database cannot serve now, not that the request or chronik is wrong: a
-request meeting one is answered 503 with Retry-After (it is safe to send again: nothing was
-committed, or an idempotent repeat finds what was)."""
+request meeting one is answered 503 with Retry-After. (A connection that broke while a commit's
+answer was on its way may have committed: creates carry an Idempotency-Key for that.)"""
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:
