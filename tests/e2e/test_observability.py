@@ -138,5 +138,5 @@ async def test_rate_limits_answer_429_then_recover(start_orchestrator: Any, tmp_
         )
         scraped = samples((await api.get("/_public/metrics")).text)
         assert scraped[("chronik_rate_limited_total", (("kind", "worker_polls"),))] == 2
-        assert scraped[("chronik_rate_limited_total", (("kind", "client"),))] == 1
+        assert scraped[("chronik_rate_limited_total", (("kind", "client"),))] == codes.count(429)
         assert scraped[("chronik_rate_limited_total", (("kind", "quota"),))] == 2
