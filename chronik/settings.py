@@ -60,6 +60,7 @@ ENVIRONMENT: dict[str, str] = {
     "ORCHESTRATOR_URL": "(workers, chronik.Client) the orchestrator to call",
     "WORKER_TOKEN": "(workers) the token a worker sends",
     "WORKER_ID": "(workers) the worker's id",
+    "CHRONIK_PARENT_PID": "(workers) drain and exit once this pid's process is gone (chronik dev sets it)",
     "TLS_CERT_PATH": "serve HTTPS with this certificate (PEM); (workers) the client certificate to present",
     "TLS_KEY_PATH": "the private key of TLS_CERT_PATH (PEM), unless that file holds it",
     "TLS_CA_PATH": "the CA that signs workers' client certificates; (workers) the CA of the orchestrator's",

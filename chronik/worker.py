@@ -154,9 +154,12 @@ class Worker:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
+        orphaned = _watch_parent(self._draining)
         try:
             await self.serve()
         finally:
+            if orphaned is not None:
+                orphaned.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
@@ -178,7 +181,10 @@ class Worker:
         async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as http:
             self._link = link = Link(http, base, worker_id=self.worker_id, token=token, exchange=exchange)
             self._results = ResultSender(link)
-            await self._register()
+            if not await self._registered_unless_draining():
+                self._link = None
+                log.info("worker_stopped", worker_id=self.worker_id, registered=False)
+                return
             beat = asyncio.create_task(self._heartbeats())
             # Made here, not in __init__: they belong to the event loop that serves.
             self._free, self._freed = self.capacity, asyncio.Event()
@@ -250,6 +256,21 @@ class Worker:
                 log.warning("register_failed", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def _registered_unless_draining(self) -> bool:
+        """Register; False when asked to stop first (a SIGTERM, or the parent gone, while the
+        orchestrator does not answer yet)."""
+        registering = asyncio.create_task(self._register())
+        stopping = asyncio.create_task(self._draining.wait())
+        await asyncio.wait({registering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not registering.done():
+            registering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await registering
+            return False
+        registering.result()  # a refusal (401, 403) is raised here
+        return True
 
     async def _heartbeats(self) -> None:
         while True:
@@ -386,3 +407,24 @@ def _flag(name: str, raw: str | None) -> bool:
     if value in ("1", "true", "yes", "on"):
         return True
     raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
+_PARENT_CHECK_SECONDS = 1.0
+
+
+def _watch_parent(draining: asyncio.Event) -> asyncio.Task[None] | None:
+    """With ``CHRONIK_PARENT_PID`` (``chronik dev`` sets it for the worker it starts), drain as on
+    SIGTERM once that process is gone, however it ended (a kill -9 sends its children nothing)."""
+    raw = os.environ.get("CHRONIK_PARENT_PID")
+    if not raw or not raw.isdigit():
+        return None
+    parent = int(raw)
+
+    async def watch() -> None:
+        # Polled: the kernel tells a child of its parent's death only by re-parenting it.
+        while os.getppid() == parent:  # noqa: ASYNC110
+            await asyncio.sleep(_PARENT_CHECK_SECONDS)
+        log.warning("worker_parent_gone", parent_pid=parent)
+        draining.set()
+
+    return asyncio.create_task(watch())

@@ -60,6 +60,8 @@ async def _worker_process(
             **os.environ,
             "ORCHESTRATOR_URL": f"http://{args.host}:{args.port}",
             "WORKER_TOKEN": engine.settings.global_worker_token or "",
+            # The worker never outlives chronik dev: it drains and exits once this process is gone.
+            "CHRONIK_PARENT_PID": str(os.getpid()),
         }
         children.append(subprocess.Popen([sys.executable, "-m", "chronik", "worker", worker_app], env=env))
 

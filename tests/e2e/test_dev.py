@@ -147,3 +147,47 @@ def test_db_migrate_is_idempotent(tmp_path: Path) -> None:
         result = chronik("db", "migrate", env=env)
         assert result.returncode == 0, result.stderr
         assert "database is up to date" in result.stdout
+
+
+def test_the_worker_never_outlives_chronik_dev_killed_with_9(tmp_path: Path) -> None:
+    """kill -9 sends a process's children nothing: the worker notices its parent is gone and exits."""
+    data_dir = tmp_path / "pgdata"
+    env = chronik_env(data_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chronik", "dev", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    try:
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Then follow it" not in banner and time.monotonic() < deadline and proc.poll() is None:
+            banner += proc.stdout.readline()
+        assert "Then follow it" in banner, banner
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 1, children
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+            if Path(f"/proc/{workers[0]}/stat").read_text().split()[2] == "Z":
+                break  # exited; a zombie until its new parent reaps it
+            time.sleep(0.1)
+        gone = not Path(f"/proc/{workers[0]}").exists() or (
+            Path(f"/proc/{workers[0]}/stat").read_text().split()[2] == "Z"
+        )
+        assert gone, "the worker outlived chronik dev"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        # The embedded PostgreSQL outlives a kill -9 of its user; stop it so the test leaves nothing.
+        from chronik.adapters.postgres.embedded import start_embedded
+
+        start_embedded(data_dir).stop()
