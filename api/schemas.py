@@ -8,35 +8,21 @@ from uuid import UUID
 
 import msgspec
 
-from chronik._runtime.batches import BatchOutcome, BatchPreview
-from chronik._runtime.overview import Dashboard
-from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.approvals import decisions_of
 from chronik.core.events import ErrorInfo
 from chronik.core.records import RecordedEvent
 from chronik.core.state import JobState, result_of
 
-from .filters import BatchFilter
-
 __all__ = [
     "ApprovalAccepted",
     "ApprovalRequest",
     "ApprovalView",
-    "BatchOutcomeView",
-    "BatchPreviewView",
-    "BatchRequest",
-    "BatchSkipView",
     "CancelAccepted",
     "CancelRequest",
     "CreateJobRequest",
-    "DashboardView",
     "ErrorBody",
     "ErrorDetail",
-    "FileUploadLink",
-    "FileUploaded",
-    "ForkAccepted",
     "ForkOrigin",
-    "ForkRequest",
     "HistoryEntry",
     "JobAccepted",
     "JobPage",
@@ -46,7 +32,6 @@ __all__ = [
     "Status",
     "TaskView",
     "WebhookView",
-    "WorkerView",
 ]
 
 
@@ -345,153 +330,3 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     """Every error response: ``{"error": {"code": ..., "message": ...}}``."""
 
     error: ErrorDetail
-
-
-class WorkerView(msgspec.Struct, kw_only=True):
-    """A live worker in ``GET /api/v1/workers`` (Avtomatika's field names where it has them)."""
-
-    worker_id: str
-    worker_type: str
-    supported_skills: list[dict[str, str]]
-    """Avtomatika's shape, ``[{"name": ...}]``: one per task type it runs."""
-    task_types: list[str]
-    capacity: int
-    """Attempts it runs at once."""
-    running_tasks: int
-    """Attempts it holds now."""
-    resources: dict[str, Any]
-    capabilities: dict[str, Any]
-    registered_at: datetime
-    last_heartbeat_at: datetime
-
-    @classmethod
-    def of(cls, worker: LiveWorker) -> WorkerView:
-        """The view of a ``workers`` row."""
-        info = worker.info
-        return cls(
-            worker_id=worker.worker_id,
-            worker_type=str(info.get("worker_type", "generic")),
-            supported_skills=[{"name": name} for name in worker.task_types],
-            task_types=list(worker.task_types),
-            capacity=worker.capacity,
-            running_tasks=worker.running_tasks,
-            resources=info.get("resources") or {},
-            capabilities=info.get("capabilities") or {},
-            registered_at=worker.registered_at,
-            last_heartbeat_at=worker.last_heartbeat_at,
-        )
-
-
-class DashboardView(msgspec.Struct, kw_only=True):
-    """``GET /api/v1/dashboard`` in Avtomatika's shape.
-
-    ``{"workers": {"total": n}, "jobs": {"queued": n, <status>: n, ...}}``.
-    """
-
-    workers: dict[str, int]
-    jobs: dict[str, int]
-    ended_within_hours: int
-    """``finished``, ``failed`` and ``cancelled`` count the jobs that ended within these last hours."""
-
-    @classmethod
-    def of(cls, dashboard: Dashboard) -> DashboardView:
-        """The view of the counts."""
-        return cls(
-            workers={"total": dashboard.workers},
-            jobs={"queued": dashboard.queued, **dashboard.jobs},
-            ended_within_hours=dashboard.ended_within_hours,
-        )
-
-
-class FileUploadLink(msgspec.Struct, kw_only=True):
-    """``GET /api/v1/jobs/{job_id}/files/upload``: where to ``PUT`` the file, and for how long."""
-
-    url: str
-    expires_in: int
-    method: str = "PUT"
-
-
-class FileUploaded(msgspec.Struct, kw_only=True):
-    """``PUT /api/v1/jobs/{job_id}/files/content/{filename}``: the file is stored."""
-
-    status: str = "uploaded"
-    s3_uri: str
-
-
-# -- forks and batch actions (the console's, and any client's) ---------------------------------
-
-
-class ForkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The body of ``POST /api/v1/jobs/{job_id}/fork``."""
-
-    from_version: int
-    """The version of the job to start from: 1 to the job's ``version``."""
-    webhook_url: str | None = None
-    """The new job's webhook; the source's is not taken over."""
-
-
-class ForkAccepted(msgspec.Struct, kw_only=True):
-    """A job was forked: the new job was created and its first step queued."""
-
-    status: str = "accepted"
-    job_id: UUID
-    """The new job."""
-    forked_from: ForkOrigin
-
-
-class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The body of ``POST /api/v1/jobs/batch/cancel`` and ``.../retry``."""
-
-    filter: BatchFilter = msgspec.field(default_factory=BatchFilter)
-    """Which jobs: the list's filters (every one optional; none: all the caller's jobs)."""
-    dry_run: bool = True
-    """Only count (the default); ``false`` acts."""
-    reason: str | None = None
-    """The cancellation's reason (cancel only)."""
-
-
-class BatchPreviewView(msgspec.Struct, kw_only=True):
-    """A batch's dry run: how many jobs a real run would act on now, and the first ten ids."""
-
-    dry_run: bool = True
-    count: int
-    first_ids: list[UUID]
-    cap: int
-    """The most jobs one real run acts on."""
-
-    @classmethod
-    def of(cls, preview: BatchPreview, *, cap: int) -> BatchPreviewView:
-        """The view of a preview."""
-        return cls(count=preview.count, first_ids=preview.first_ids, cap=cap)
-
-
-class BatchSkipView(msgspec.Struct, kw_only=True):
-    """A job a batch found but did not act on: it ended or moved on meanwhile, say."""
-
-    job_id: UUID
-    code: str
-    reason: str
-
-
-class BatchOutcomeView(msgspec.Struct, kw_only=True):
-    """What a batch's real run did."""
-
-    dry_run: bool = False
-    count: int
-    """Jobs it found and tried (``done`` plus ``skipped``), at most ``cap``."""
-    done: int
-    skipped: list[BatchSkipView]
-    more: bool
-    """Jobs it would act on remain past the cap: run it again."""
-    cap: int
-
-    @classmethod
-    def of(cls, outcome: BatchOutcome, *, cap: int) -> BatchOutcomeView:
-        """The view of an outcome."""
-        return cls(
-            count=outcome.count,
-            done=outcome.done,
-            skipped=[BatchSkipView(job_id=s.job_id, code=s.code, reason=s.reason) for s in outcome.skipped],
-            more=outcome.more,
-            cap=cap,
-        )

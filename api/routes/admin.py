@@ -23,6 +23,6 @@ async def reload_workers(state: State, request: Request[Any, Any, Any]) -> dict[
     the process that answers; with several, reload each (or restart them).
     """
     if owner_of(request) is not None:
-        raise Forbidden("reloading workers.toml is for admins (role = \"admin\" in clients.toml)")
+        raise Forbidden('reloading workers.toml is for admins (role = "admin" in clients.toml)')
     count = state.worker_credentials.reload()
     return {"status": "worker_configs_reloaded", "workers": count}

@@ -17,9 +17,9 @@ from litestar.status_codes import HTTP_200_OK
 from chronik._runtime.batches import BATCH_CAP, BatchAction
 from chronik.core.errors import InvalidInput
 
+from ..action_schemas import BatchOutcomeView, BatchPreviewView, BatchRequest
 from ..guards import client_of, owner_of
 from ..ports import Orchestrator
-from ..schemas import BatchOutcomeView, BatchPreviewView, BatchRequest
 
 __all__ = ["batch_cancel", "batch_retry"]
 

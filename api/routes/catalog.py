@@ -8,9 +8,9 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
+from ..catalog_schemas import DashboardView, WorkerView
 from ..guards import owner_of
 from ..ports import Orchestrator
-from ..schemas import DashboardView, WorkerView
 
 __all__ = ["DOT_MEDIA_TYPE", "blueprint_graph", "dashboard", "list_workers"]
 

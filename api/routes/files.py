@@ -18,9 +18,9 @@ from litestar.status_codes import HTTP_302_FOUND
 
 from chronik.core.errors import InvalidInput
 
+from ..catalog_schemas import FileUploaded, FileUploadLink
 from ..guards import client_of, owner_of
 from ..ports import Orchestrator
-from ..schemas import FileUploaded, FileUploadLink
 
 __all__ = ["download_file", "file_upload_link", "upload_file"]
 

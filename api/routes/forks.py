@@ -12,9 +12,10 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from chronik.core.errors import InvalidInput
 
+from ..action_schemas import ForkAccepted, ForkRequest
 from ..guards import client_entry_of, client_of, owner_of
 from ..ports import Orchestrator
-from ..schemas import ForkAccepted, ForkOrigin, ForkRequest
+from ..schemas import ForkOrigin
 
 __all__ = ["fork_job"]
 
