@@ -43,6 +43,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "QUOTA_EXCEEDED": 429,
     "JOB_ENDED": 409,
     "FILES_NOT_CONFIGURED": 501,
+    # An archive that cannot be read or does not verify: the job exists, its history is not at hand.
+    "ARCHIVE_FAILED": 503,
 }
 
 _CODE_BY_STATUS = {400: "INVALID_INPUT_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}

@@ -13,6 +13,7 @@ from chronik._runtime.console_sessions import ConsoleSessions
 from chronik._runtime.console_stats import ConsoleStats
 from chronik._runtime.job_page import JobPageReads
 from chronik._runtime.overview import Dashboard
+from chronik._runtime.retention import Archiver
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.workers import LiveWorker
 from chronik.core.blueprint import Blueprint
@@ -95,6 +96,11 @@ class Orchestrator(Protocol):
         ...
 
     @property
+    def archiver(self) -> Archiver:
+        """The log's partitions: which may leave, and why the others stay (the retention page)."""
+        ...
+
+    @property
     def job_page(self) -> JobPageReads:
         """The console job page's reads of one job: filtered pages, moves, task attempts."""
         ...
@@ -144,6 +150,10 @@ class Orchestrator(Protocol):
     async def job_history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
     ) -> list[RecordedEvent]: ...
+
+    async def job_history_page(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
+    ) -> tuple[list[RecordedEvent], bool]: ...
 
     async def list_jobs(
         self,

@@ -45,6 +45,7 @@ from ._runtime.instance import Instance
 from ._runtime.job_page import JobPageReads
 from ._runtime.overview import Dashboard
 from ._runtime.registry import BlueprintRegistry
+from ._runtime.retention import Archiver
 from ._runtime.setup import prepare_database
 from ._runtime.store import JobStore
 from ._runtime.workers import WorkerService
@@ -128,6 +129,11 @@ class Engine:
     def console_sessions(self) -> ConsoleSessions:
         """The console's sign-ins (after ``start``)."""
         return self.instance.console_sessions
+
+    @property
+    def archiver(self) -> Archiver:
+        """The log's partitions, the retention plan and the archive (after ``start``)."""
+        return self.instance.archiver
 
     @property
     def console_stats(self) -> ConsoleStats:
@@ -275,6 +281,14 @@ class Engine:
         """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
         return await self.instance.jobs.history(job_id, after_version=after_version, limit=limit, owner=owner)
 
+    async def job_history_page(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
+    ) -> tuple[list[RecordedEvent], bool]:
+        """The job's events, and whether they came from its archive (its partition left the database)."""
+        return await self.instance.jobs.history_page(
+            job_id, after_version=after_version, limit=limit, owner=owner
+        )
+
     async def list_jobs(
         self,
         where: JobFilter,
@@ -404,9 +418,14 @@ class Engine:
         """Write the log after position ``since`` to ``out`` as JSON lines; how many events."""
         return await self.instance.operations.export_events(out, since=since)
 
-    async def import_events(self, lines: Iterable[str], *, name: str = "the import") -> Imported:
-        """Load an export into this (empty) database and derive every projection, queue and timer."""
-        return await self.instance.operations.import_events(lines, name=name)
+    async def import_events(
+        self, lines: Iterable[str], *, name: str = "the import", restore: bool = False
+    ) -> Imported:
+        """Load an export into this (empty) database, or restore an archive file into it (``restore``),
+        and derive every projection, queue and timer."""
+        return await self.instance.operations.import_events(
+            lines, name=name, restore=restore, partition_days=self.settings.partition_days
+        )
 
     # -- workers, dashboard, files ----------------------------------------------------
 

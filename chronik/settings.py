@@ -39,6 +39,11 @@ ENVIRONMENT: dict[str, str] = {
     "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
     "ENABLE_CLIENT_API": "false: serve only the worker routes and /_public (no client API)",
     "CONSOLE_ENABLED": "false: no web console at /console",
+    "PARTITION_DAYS": "days of job creations per partition of the log (default 7)",
+    "RETENTION_DAYS": "days ended jobs stay before they are archived; unset: history stays",
+    "RETENTION_FAILED_DAYS": "days failed and quarantined jobs stay, when longer than RETENTION_DAYS",
+    "ARCHIVE_URL": "where archived partitions go: file:///a/folder or s3://bucket/prefix",
+    "ARCHIVE_INTERVAL_SECONDS": "how often the archiver runs (default 3600)",
     "MAX_TRANSITIONS_PER_JOB": "the states a job may enter before it fails (a blueprint in a cycle)",
     "WORKER_RATE_LIMIT_HEARTBEATS": "too-frequent heartbeats per minute per worker",
     "WORKER_RATE_LIMIT_POLLS": "empty polls per minute per worker",
@@ -140,6 +145,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_rate_other: int = 100
     """``WORKER_RATE_LIMIT_OTHER``: refused requests (4xx) per minute per worker, and failed
     authentications per minute per worker id and per client address; 0: none."""
+    partition_days: int = 7
+    """``PARTITION_DAYS``: how many days of job creations one partition of the log holds."""
+    retention_days: float | None = None
+    """``RETENTION_DAYS``: how long ended jobs stay in the hot tables before their partition is archived
+    and leaves; unset: history stays (a blueprint's ``retention_days`` overrides it)."""
+    retention_failed_days: float | None = None
+    """``RETENTION_FAILED_DAYS``: how long failed (and quarantined) jobs stay, when longer."""
+    archive_url: str | None = None
+    """``ARCHIVE_URL``: where archived partitions go: ``file:///a/folder`` or ``s3://bucket/prefix``."""
+    archive_interval: float = 3600.0
+    """``ARCHIVE_INTERVAL_SECONDS``: how often the archiver looks for partitions past retention."""
     s3: S3Config | None = None
     """``S3_ENDPOINT``, ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``, ``S3_BUCKET``, ``S3_REGION``: where
     ``task_files`` keep job payloads; None (no ``S3_ENDPOINT``): no ``task_files``."""
@@ -217,7 +233,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             worker_token_ttl_seconds=_number(
                 env, "WORKER_TOKEN_TTL_SECONDS", float, 3600.0, minimum=1, maximum=86400.0
             ),
-        )
+            partition_days=_number(env, "PARTITION_DAYS", int, 7, minimum=1, maximum=366),
+            retention_days=_optional(env, "RETENTION_DAYS"),
+            retention_failed_days=_optional(env, "RETENTION_FAILED_DAYS"),
+            archive_url=env.get("ARCHIVE_URL") or None,
+            archive_interval=_number(env, "ARCHIVE_INTERVAL_SECONDS", float, 3600.0, minimum=1.0),
+        ).checked()
+
+    def checked(self) -> Settings:
+        """These settings, once the ones that only work together are found consistent."""
+        if (
+            self.retention_days is not None or self.retention_failed_days is not None
+        ) and not self.archive_url:
+            raise ConfigError(
+                "RETENTION_DAYS (or RETENTION_FAILED_DAYS) is set but ARCHIVE_URL is not: history leaves "
+                "the database only into an archive; set ARCHIVE_URL=file:///a/folder or s3://bucket/prefix"
+            )
+        return self
 
 
 WORKER_AUTH_MODES = ("mixed", "mtls-only", "token-only")
@@ -252,6 +284,17 @@ def _zone(name: str) -> str:
             f"TZ={name!r} is not a time zone (use an IANA name such as Europe/Berlin)"
         ) from None
     return zone
+
+
+def _optional(env: Mapping[str, str], name: str) -> float | None:
+    # Unset: no limit (history stays). Set: a positive number of days.
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    days = _number(env, name, float, 0.0, minimum=0.0)
+    if days <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of days (unset it to keep history)")
+    return days
 
 
 def _number(

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -131,6 +131,7 @@ class Blueprint:
         data_stores: dict[str, Any] | None = None,
         timeout_seconds: float | None = None,
         input_schema: type[msgspec.Struct] | Mapping[str, Any] | None = None,
+        retention_days: float | Literal["forever"] | None = None,
     ) -> None:
         """A blueprint named ``name``, creating jobs at ``POST /api/v1/jobs/{api_endpoint}``.
 
@@ -145,6 +146,10 @@ class Blueprint:
         JSON Schema (a dict). Every job is checked against it when it is created (over
         HTTP, from Python, by a schedule or as a child), and refused with
         ``INVALID_INPUT_ERROR`` naming the field; the job keeps ``initial_data`` as sent.
+
+        ``retention_days`` is how long this blueprint's jobs stay in the hot tables after they
+        end, instead of ``RETENTION_DAYS`` (``"forever"``: they never leave); then their
+        history is archived and still answers from the archive.
         """
         if not isinstance(name, str) or not name.strip():
             raise BlueprintError(f"a blueprint needs a non-empty name, got {name!r}")
@@ -164,6 +169,17 @@ class Blueprint:
         except ActionError as exc:
             raise BlueprintError(exc.message) from None
         self.timeout_seconds = timeout_seconds
+        if (
+            retention_days is not None
+            and retention_days != "forever"
+            and not (isinstance(retention_days, int | float) and retention_days > 0)
+        ):
+            raise BlueprintError(
+                f'blueprint {name!r}: retention_days must be a positive number of days or "forever", '
+                f"got {retention_days!r}"
+            )
+        self.retention_days = retention_days
+        """How long ended jobs stay before they are archived; None: ``RETENTION_DAYS``."""
         kept, as_json_schema = _input_schema(name, input_schema)
         self.input_schema = kept
         """The shape of ``initial_data``: the Struct type or a copy of the JSON Schema; ``None``: any."""

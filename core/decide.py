@@ -34,6 +34,7 @@ from .events import (
     TaskDispatched,
     TimerStarted,
 )
+from .ids import new_job_id
 from .state import ACTIVE_STATUSES, JobState, JobStatus, result_of
 
 __all__ = [
@@ -290,7 +291,7 @@ def decide_step(
                 ChildStarted(
                     at=at,
                     state=spec.name,
-                    child_job_id=new_id(),
+                    child_job_id=new_job_id(at, seed=new_id()),
                     blueprint=run.blueprint,
                     transitions=run.transitions,
                     updates=outcome.updates,

@@ -12,7 +12,14 @@ import msgspec
 from .database import Connection
 from .queries import QUERIES
 
-__all__ = ["ExportedEvent", "continue_positions", "count_events", "insert_events", "stream_events"]
+__all__ = [
+    "ExportedEvent",
+    "canonical_json",
+    "continue_positions",
+    "count_events",
+    "insert_events",
+    "stream_events",
+]
 
 
 class ExportedEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -25,6 +32,8 @@ class ExportedEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data: dict[str, Any]
     meta: dict[str, Any]
     recorded_at: datetime
+    hash: str | None = None
+    """The event's link in its job's hash chain (hex); exports since the log was chained carry it."""
 
 
 _data = msgspec.json.Decoder(dict[str, Any])
@@ -41,6 +50,7 @@ async def stream_events(conn: Connection, *, since: int) -> AsyncIterator[Export
             data=_data.decode(row["data"]),
             meta=_data.decode(row["meta"]),
             recorded_at=row["recorded_at"],
+            hash=bytes(row["hash"]).hex(),
         )
 
 
@@ -50,8 +60,24 @@ async def count_events(conn: Connection) -> int:
     return count
 
 
-async def insert_events(conn: Connection, batch: Sequence[ExportedEvent]) -> None:
-    """Load exported events with their own positions (an import into an empty database)."""
+async def canonical_json(conn: Connection, documents: Sequence[str]) -> list[str]:
+    """Each JSON document as PostgreSQL stores it (jsonb's text form), which the hash chain encodes."""
+    rows = await conn.fetch(QUERIES["canonical_json"], list(documents))
+    return [row["text"] for row in rows]
+
+
+async def insert_events(
+    conn: Connection,
+    batch: Sequence[ExportedEvent],
+    *,
+    data: Sequence[str],
+    meta: Sequence[str],
+    hashes: Sequence[bytes],
+) -> None:
+    """Load exported events with their own positions and chain hashes (an import, or a restore).
+
+    ``data`` and ``meta`` are the events' JSON as the file holds it, so nothing is lost to a float.
+    """
     if not batch:
         return
     await conn.execute(
@@ -60,9 +86,10 @@ async def insert_events(conn: Connection, batch: Sequence[ExportedEvent]) -> Non
         [line.job_id for line in batch],
         [line.version for line in batch],
         [line.type for line in batch],
-        [msgspec.json.encode(line.data).decode() for line in batch],
-        [msgspec.json.encode(line.meta).decode() for line in batch],
+        list(data),
+        list(meta),
         [line.recorded_at for line in batch],
+        list(hashes),
     )
 
 

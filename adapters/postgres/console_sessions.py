@@ -18,9 +18,7 @@ class ConsoleSession(msgspec.Struct, frozen=True, kw_only=True):
     csrf_token: str
 
 
-async def open_session(
-    conn: Connection, digest: bytes, session: ConsoleSession, *, seconds: float
-) -> None:
+async def open_session(conn: Connection, digest: bytes, session: ConsoleSession, *, seconds: float) -> None:
     """Keep a new session under the digest of its id for ``seconds``."""
     await conn.execute(
         QUERIES["open_console_session"], digest, session.client, session.is_admin, session.csrf_token, seconds

@@ -11,6 +11,9 @@ from .queries import QUERIES
 
 __all__ = ["KeyHolder", "claim", "holder", "prune"]
 
+_PRUNE_BATCH = 5000
+"""Rows one prune statement deletes at most: a short transaction, however large the backlog."""
+
 
 class KeyHolder(msgspec.Struct, frozen=True, kw_only=True):
     """The job a key names, and the fingerprint of the request that took it."""
@@ -35,6 +38,10 @@ async def holder(conn: Connection, client: str, key: str) -> KeyHolder | None:
     return None if row is None else KeyHolder(job_id=UUID(str(row["job_id"])), request=row["request"])
 
 
-async def prune(conn: Connection) -> None:
-    """Forget keys older than 24 hours: they no longer name a job."""
-    await conn.execute(QUERIES["prune_idempotency_keys"])
+async def prune(conn: Connection, *, limit: int = _PRUNE_BATCH) -> bool:
+    """Forget up to ``limit`` keys older than 24 hours: they no longer name a job.
+
+    Returns whether a whole batch went: then more may be due.
+    """
+    status = await conn.execute(QUERIES["prune_idempotency_keys"], limit)
+    return int(status.rpartition(" ")[2]) >= limit

@@ -79,9 +79,7 @@ async def list_states(
 ) -> tuple[list[JobState], tuple[datetime, UUID] | None]:
     """A page of jobs, newest first, and the keyset of the last one (``None`` on the last page)."""
     async with refusing_bad_values():
-        rows = await conn.fetch(
-            QUERIES["list_jobs"], *listing_arguments(where, limit=limit + 1, after=after)
-        )
+        rows = await conn.fetch(QUERIES["list_jobs"], *listing_arguments(where, limit=limit + 1, after=after))
     page = rows[:limit]
     more = len(rows) > limit
     last = (page[-1]["created_at"], UUID(str(page[-1]["job_id"]))) if more and page else None
@@ -93,9 +91,7 @@ async def list_keys(
 ) -> list[tuple[datetime, UUID]]:
     """The keys (``created_at``, ``job_id``) of up to ``limit`` jobs ``where`` finds, newest first."""
     async with refusing_bad_values():
-        rows = await conn.fetch(
-            QUERIES["list_job_keys"], *listing_arguments(where, limit=limit, after=after)
-        )
+        rows = await conn.fetch(QUERIES["list_job_keys"], *listing_arguments(where, limit=limit, after=after))
     return [(row["created_at"], UUID(str(row["job_id"]))) for row in rows]
 
 

@@ -7,6 +7,9 @@ from .queries import QUERIES
 
 __all__ = ["hit_monthly_quota", "hit_rate", "prune"]
 
+_PRUNE_BATCH = 5000
+"""Rows one prune statement deletes at most: a short transaction, however large the backlog."""
+
 
 async def hit_rate(conn: Connection, key: str, per_seconds: float) -> tuple[int, float]:
     """Count one request against ``key`` in its window of ``per_seconds``: hits so far, seconds left."""
@@ -24,6 +27,10 @@ async def hit_monthly_quota(conn: Connection, key: str) -> int:
     return hits
 
 
-async def prune(conn: Connection) -> None:
-    """Forget windows that ended over a day ago (quota months are kept for 40 days)."""
-    await conn.execute(QUERIES["prune_rate_limits"])
+async def prune(conn: Connection, *, limit: int = _PRUNE_BATCH) -> bool:
+    """Forget up to ``limit`` windows that ended over a day ago (quota months are kept for 40 days).
+
+    Returns whether a whole batch went: then more may be due.
+    """
+    status = await conn.execute(QUERIES["prune_rate_limits"], limit)
+    return int(status.rpartition(" ")[2]) >= limit

@@ -12,7 +12,10 @@ import msgspec
 from .database import Connection
 from .queries import QUERIES
 
-__all__ = ["DueNotice", "claim_due", "of_job", "record_attempt"]
+__all__ = ["DueNotice", "claim_due", "of_job", "prune_ended", "record_attempt"]
+
+_PRUNE_BATCH = 5000
+"""Rows one prune statement deletes at most: a short transaction, however large the backlog."""
 
 
 class DueNotice(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,3 +48,12 @@ async def of_job(conn: Connection, job_id: UUID) -> list[dict[str, Any]]:
     """A job's notifications with every attempt, oldest first."""
     rows = await conn.fetch(QUERIES["webhooks_of_job"], job_id)
     return [{**dict(row), "attempt_log": json.loads(row["attempt_log"])} for row in rows]
+
+
+async def prune_ended(conn: Connection, *, limit: int = _PRUNE_BATCH) -> bool:
+    """Forget up to ``limit`` notifications delivered or failed 7 days ago or more; pending ones stay.
+
+    Returns whether a whole batch went: then more may be due.
+    """
+    status = await conn.execute(QUERIES["prune_webhook_deliveries"], limit)
+    return int(status.rpartition(" ")[2]) >= limit

@@ -11,7 +11,10 @@ import msgspec
 from .errors import refusing_bad_values
 from .queries import QUERIES
 
-__all__ = ["LiveWorker", "count_live", "heartbeat", "list_live", "register"]
+__all__ = ["LiveWorker", "count_live", "heartbeat", "list_live", "prune_gone", "register"]
+
+_PRUNE_BATCH = 5000
+"""Rows one prune statement deletes at most: a short transaction, however large the backlog."""
 
 
 async def register(
@@ -68,3 +71,12 @@ async def count_live(conn: asyncpg.Connection, within_seconds: float) -> int:
     """How many workers beat within the last ``within_seconds``."""
     count: int = await conn.fetchval(QUERIES["count_live_workers"], within_seconds)
     return count
+
+
+async def prune_gone(conn: asyncpg.Connection, *, limit: int = _PRUNE_BATCH) -> bool:
+    """Forget up to ``limit`` workers silent for a day or more; one that comes back registers again.
+
+    Returns whether a whole batch went: then more may be due.
+    """
+    status = await conn.execute(QUERIES["prune_gone_workers"], limit)
+    return int(status.rpartition(" ")[2]) >= limit

@@ -43,6 +43,8 @@ from .forks import fork_job
 __all__ = ["MAX_WAIT_SECONDS", "job_routes"]
 
 MAX_WAIT_SECONDS = 60.0
+ARCHIVED_HEADER = "X-Chronik-Archived"
+"""Set (``true``) on a history answered from the archive."""
 """The longest ``GET /jobs/{id}?wait=``: a proxy's read timeout (nginx: 60 s) should be longer still."""
 
 _json = msgspec.json.Encoder()
@@ -225,14 +227,17 @@ async def get_history(
     request: Request[Any, Any, Any],
     after_version: FromQuery[int] = 0,
     limit: FromQuery[int | None] = None,
-) -> list[HistoryEntry]:
-    """The job's events, oldest first; page with ``after_version`` (the last version seen) and ``limit``."""
+) -> Response[list[HistoryEntry]]:
+    """The job's events, oldest first (from its archive, marked ``X-Chronik-Archived: true``, once its
+    partition of the log was archived); page with ``after_version`` (the last version seen) and ``limit``."""
     if not 0 <= after_version < 2**31 or (limit is not None and not 1 <= limit <= 10_000):
         raise InvalidInput("after_version must be a version (0 or more) and limit from 1 to 10000")
-    events = await _engine(state).job_history(
+    events, archived = await _engine(state).job_history_page(
         _job_id(job_id), after_version=after_version, limit=limit, owner=owner_of(request)
     )
-    return [HistoryEntry.of(recorded) for recorded in events]
+    # The body is the same as before the job was archived; the header says where it came from.
+    headers = {ARCHIVED_HEADER: "true"} if archived else None
+    return Response([HistoryEntry.of(recorded) for recorded in events], headers=headers)
 
 
 @get("/jobs/{job_id:str}/events", summary="Follow a job's events (server-sent events)")

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import IO
 from uuid import UUID
 
 import msgspec
 
-from chronik.adapters.postgres import archive
+from chronik.adapters.postgres import archive, partitions
 from chronik.adapters.postgres.archive import ExportedEvent
-from chronik.adapters.postgres.database import savepoint
+from chronik.adapters.postgres.database import Connection, savepoint
+from chronik.core.chain import event_hash
 from chronik.core.errors import InvalidInput
 from chronik.core.events import decode_event
 from chronik.core.evolve import EventOutOfOrder, evolve
+from chronik.core.ids import job_time
 from chronik.core.state import JobState
 from chronik.projections.rebuild import rebuild
 from chronik.projections.setup import PROJECTORS
@@ -39,7 +42,15 @@ class Imported(msgspec.Struct, frozen=True):
     jobs: int
 
 
+class _RawParts(msgspec.Struct):
+    """A line's JSON documents exactly as written, for the hash chain and the insert."""
+
+    data: msgspec.Raw
+    meta: msgspec.Raw
+
+
 _decode_line = msgspec.json.Decoder(ExportedEvent)
+_decode_raw = msgspec.json.Decoder(_RawParts)
 
 
 async def export_events(store: JobStore, out: IO[str], *, since: int = 0) -> int:
@@ -55,29 +66,40 @@ async def export_events(store: JobStore, out: IO[str], *, since: int = 0) -> int
                 "data": event.data,
                 "meta": event.meta,
                 "recorded_at": event.recorded_at.isoformat(),
+                "hash": event.hash,
             }
             out.write(json.dumps(line, separators=(",", ":")) + "\n")
             count += 1
     return count
 
 
-async def import_events(store: JobStore, lines: Iterable[str], *, name: str = "the import") -> Imported:
-    """Load an export into an empty database and derive every projection from it.
+async def import_events(
+    store: JobStore,
+    lines: Iterable[str],
+    *,
+    name: str = "the import",
+    restore: bool = False,
+    partition_days: int = 7,
+) -> Imported:
+    """Load an export into an empty database (or restore an archive file) and derive every projection.
 
     Each line is checked before anything is written: a known event type, valid
-    fields, and each job's versions in order from its JobCreated. ``InvalidInput``
-    names the line that is wrong.
+    fields, each job's versions in order from its JobCreated, and, where the line
+    carries one, its hash in the job's chain. ``InvalidInput`` names the line that
+    is wrong. ``restore`` loads an archive file into a database that has other jobs:
+    only jobs the log does not hold, and they leave the archive index.
     """
     states: dict[UUID, JobState] = {}
+    heads: dict[UUID, bytes] = {}
     count = 0
     async with store.database.connection() as conn:
         async with savepoint(conn):
             existing = await archive.count_events(conn)
-            if existing:
+            if existing and not restore:
                 raise InvalidInput(
                     f"{name}: an import needs an empty database; this one has {existing} events"
                 )
-            batch: list[ExportedEvent] = []
+            batch: list[tuple[int, ExportedEvent, _RawParts]] = []
             for number, text in enumerate(lines, start=1):
                 if not text.strip():
                     continue
@@ -99,19 +121,69 @@ async def import_events(store: JobStore, lines: Iterable[str], *, name: str = "t
                     states[line.job_id] = evolve(before, event)
                 except EventOutOfOrder as exc:
                     raise InvalidInput(f"{name}, line {number}: {exc}") from None
-                batch.append(line)
+                batch.append((number, line, _decode_raw.decode(text)))
                 count += 1
                 if len(batch) >= _BATCH:
-                    await archive.insert_events(conn, batch)
+                    await _load(conn, batch, heads, name=name, restore=restore, days=partition_days)
                     batch = []
-            await archive.insert_events(conn, batch)
+            await _load(conn, batch, heads, name=name, restore=restore, days=partition_days)
             await archive.continue_positions(conn)
             for state in states.values():
                 await store.project(conn, state)
+            if restore:
+                await partitions.unindex_jobs(conn, list(states))
         # The asynchronous projections read only committed transactions: after the commit.
         for projector in PROJECTORS:
             await rebuild(conn, projector)
     return Imported(events=count, jobs=len(states))
+
+
+async def _load(
+    conn: Connection,
+    batch: list[tuple[int, ExportedEvent, _RawParts]],
+    heads: dict[UUID, bytes],
+    *,
+    name: str,
+    restore: bool,
+    days: int,
+) -> None:
+    """Insert a batch: its partitions made, its hashes chained (and checked where the lines carry them)."""
+    if not batch:
+        return
+    lines = [line for _, line, _ in batch]
+    if restore:
+        first = {line.job_id for line in lines if line.version == 1}
+        present = await partitions.jobs_with_events(conn, list(first))
+        if present:
+            raise InvalidInput(
+                f"{name}: job {present[0]} is already in the log; a restore loads only missing jobs"
+            )
+    times = [t for t in (job_time(line.job_id) for line in lines) if t is not None]
+    if times:
+        await partitions.ensure(
+            conn, since=min(times), until=max(times) + timedelta(milliseconds=1), days=days
+        )
+    written = [bytes(part).decode() for _, _, raw in batch for part in (raw.data, raw.meta)]
+    texts = await archive.canonical_json(conn, written)
+    hashes = []
+    for index, (number, line, _) in enumerate(batch):
+        computed = event_hash(
+            heads.get(line.job_id),
+            job_id=line.job_id,
+            version=line.version,
+            type=line.type,
+            data=texts[2 * index],
+            meta=texts[2 * index + 1],
+            recorded_at=line.recorded_at,
+        )
+        if line.hash is not None and bytes.fromhex(line.hash) != computed:
+            raise InvalidInput(
+                f"{name}, line {number}: job {line.job_id} version {line.version} does not match its hash "
+                "(the event, or an earlier one of its job, was changed after it was written)"
+            )
+        heads[line.job_id] = computed
+        hashes.append(computed)
+    await archive.insert_events(conn, lines, data=texts[0::2], meta=texts[1::2], hashes=hashes)
 
 
 def _parse(text: str, number: int, name: str) -> ExportedEvent:

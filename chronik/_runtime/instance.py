@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from chronik.adapters.archive_store import open_archive
 from chronik.adapters.config import load_schedules
 from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.listener import Listener
@@ -26,6 +27,7 @@ from chronik.core.retry import RetryPolicy
 from chronik.projections.setup import PROJECTORS
 from chronik.settings import Settings
 
+from .archived import ArchivedHistory
 from .batches import JobBatches
 from .console_sessions import ConsoleSessions
 from .console_stats import ConsoleStats
@@ -37,6 +39,7 @@ from .limits import RateLimiter, WorkerBudgets
 from .operations import Operations
 from .overview import Overview
 from .projector import ProjectionRunner
+from .retention import Archiver, RetentionPolicy
 from .scheduler import Scheduler, check_blueprints
 from .store import JobStore
 from .watch import JobWaits, JobWatch
@@ -72,13 +75,28 @@ class Instance:
         self.store = store = JobStore(
             database, blueprints, on_commit=metrics.committed, files=settings.s3 is not None
         )
+        archive_store = open_archive(settings.archive_url, settings.s3) if settings.archive_url else None
+        self.archived = ArchivedHistory(database, archive_store)
+        """The history of jobs whose partition of the log was archived, read from the archive."""
         self.jobs = JobService(
             store,
             blueprints,
             instance=settings.instance_id,
             webhook_secret=settings.webhook_secret,
             max_transitions=settings.max_transitions,
+            archive=self.archived,
         )
+        self.archiver = Archiver(
+            database,
+            store=archive_store,
+            policy=RetentionPolicy.of(
+                blueprints, default_days=settings.retention_days, failed_days=settings.retention_failed_days
+            ),
+            partition_days=settings.partition_days,
+            interval=settings.archive_interval,
+        )
+        """Partitions of the log ahead of time, and the archive of those past retention."""
+
         self.batches = JobBatches(self.jobs, store)
         """Cancel or retry every job a filter finds (the API's and the console's batch actions)."""
         budgets = WorkerBudgets(
@@ -138,6 +156,8 @@ class Instance:
         """Listen, then start every service this instance's settings ask for."""
         settings, store = self._settings, self.store
         self.running = True
+        # Appends need the partition of today's jobs: made (if another instance did not) before any work.
+        await self.archiver.ensure_partitions()
         await self.listener.start()
         self._stop.clear()
         files = None
@@ -186,6 +206,7 @@ class Instance:
         self._spawn("executor", executor.run(self._stop))
         self._spawn("watcher", self.watcher.run(self._stop))
         self._spawn("projections", self.projections.run(self._stop))
+        self._spawn("archiver", self.archiver.run(self._stop))
 
     def _spawn(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
         self._background.append(asyncio.create_task(loop, name=f"chronik-{name}"))

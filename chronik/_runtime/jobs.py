@@ -11,12 +11,13 @@ import itertools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
 from chronik.adapters.postgres import outbox
 from chronik.adapters.telemetry.tracing import new_traceparent
+from chronik.core import ids
 from chronik.core.actions import check_timeout
 from chronik.core.approvals import decide_approval
 from chronik.core.blueprint import Blueprint
@@ -29,6 +30,7 @@ from chronik.core.records import JobFilter, RecordedEvent
 from chronik.core.state import JobState
 from chronik.core.tasks import decide_retry
 
+from .archived import ArchivedHistory
 from .commands import retry_on_conflict
 from .input_check import check_initial_data
 from .store import JobStore, Quota
@@ -49,8 +51,10 @@ class JobService:
         webhook_secret: str | None,
         max_transitions: int = 100,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        archive: ArchivedHistory | None = None,
     ) -> None:
         self._store = store
+        self._archive = archive
         self._blueprints = blueprints
         self._instance = instance
         self._webhook_secret = webhook_secret
@@ -88,7 +92,7 @@ class JobService:
             raise InvalidInput(f"max_transitions must be from 1 to 1000000, got {max_transitions}")
         if webhook_url is not None:
             check_webhook_url(webhook_url, secret=self._webhook_secret)
-        job_id = uuid4()
+        job_id = ids.new_job_id()
         traceparent = new_traceparent(
             "chronik.job.create", {"chronik.job_id": str(job_id), "chronik.blueprint": found.name}
         )
@@ -130,28 +134,51 @@ class JobService:
     # so that a client cannot even learn that a job id exists.
 
     async def get(self, job_id: UUID, *, owner: str | None = None) -> JobState:
-        """The job's current state; ``JobNotFound`` for an unknown id (or one ``owner`` does not own)."""
-        return _owned(job_id, await self._store.load(job_id), owner)
+        """The job's current state; ``JobNotFound`` for an unknown id (or one ``owner`` does not own).
+
+        An archived job answers from its archive: the fold of its archived events.
+        """
+        state = await self._store.load(job_id)
+        if state is None:
+            state = fold(recorded.event for recorded in await self._archived(job_id))
+        return _owned(job_id, state, owner)
 
     async def get_with_progress(
         self, job_id: UUID, *, owner: str | None = None
     ) -> tuple[JobState, dict[str, Any] | None]:
         """The job's state and its worker's last progress report; ``JobNotFound`` for an unknown id."""
         found = await self._store.load_with_progress(job_id)
-        _owned(job_id, None if found is None else found[0], owner)
-        assert found is not None
+        if found is None:
+            return await self.get(job_id, owner=owner), None
+        _owned(job_id, found[0], owner)
         return found
 
     async def history(
         self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
     ) -> list[RecordedEvent]:
         """The job's events in order (a page after ``after_version``); ``JobNotFound`` for an unknown id."""
+        events, _ = await self.history_page(job_id, after_version=after_version, limit=limit, owner=owner)
+        return events
+
+    async def history_page(
+        self, job_id: UUID, *, after_version: int = 0, limit: int | None = None, owner: str | None = None
+    ) -> tuple[list[RecordedEvent], bool]:
+        """The job's events (a page after ``after_version``), and whether they came from its archive."""
         if owner is not None:
             await self.get(job_id, owner=owner)
         events = await self._store.history(job_id, after_version=after_version, limit=limit)
-        if not events and (after_version == 0 or await self._store.load(job_id) is None):
+        if events or (after_version > 0 and await self._store.load(job_id) is not None):
+            return events, False
+        archived = [recorded for recorded in await self._archived(job_id) if recorded.version > after_version]
+        if not archived and after_version == 0:
             raise JobNotFound(f"no job has the id {job_id}")
-        return events
+        return archived[:limit] if limit is not None else archived, True
+
+    async def _archived(self, job_id: UUID) -> list[RecordedEvent]:
+        # A job not in the hot tables may have left with its partition; [] when it never existed.
+        if self._archive is None:
+            return []
+        return await self._archive.events(job_id) or []
 
     async def list_jobs(
         self,
@@ -230,7 +257,7 @@ class JobService:
         # A prefix of the log never changes: read and folded once, whatever the source does meanwhile.
         then = fold(recorded.event for recorded in await self._store.history(job_id, limit=from_version))
         assert then is not None and then.version == from_version
-        new_job_id = uuid4()
+        new_job_id = ids.new_job_id()
         traceparent = new_traceparent(
             "chronik.job.fork",
             {

@@ -68,6 +68,16 @@ class Operations:
         """Write the log after position ``since`` to ``out`` as JSON lines; how many events."""
         return await export_events(self._store, out, since=since)
 
-    async def import_events(self, lines: Iterable[str], *, name: str = "the import") -> Imported:
-        """Load an export into this (empty) database and derive every projection, queue and timer."""
-        return await import_events(self._store, lines, name=name)
+    async def import_events(
+        self,
+        lines: Iterable[str],
+        *,
+        name: str = "the import",
+        restore: bool = False,
+        partition_days: int = 7,
+    ) -> Imported:
+        """Load an export into this (empty) database, or restore an archive file (``restore``), and
+        derive every projection, queue and timer."""
+        return await import_events(
+            self._store, lines, name=name, restore=restore, partition_days=partition_days
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,6 +17,7 @@ import structlog
 from chronik.adapters.config import ScheduleEntry
 from chronik.adapters.postgres import schedules
 from chronik.adapters.scheduling import FireClock, trigger_of
+from chronik.core import ids
 from chronik.core.blueprint import Blueprint
 from chronik.core.decide import decide_create
 from chronik.core.errors import ConfigError, InvalidInitialData
@@ -84,7 +85,7 @@ class Scheduler:
     async def fire(self, entry: ScheduleEntry, fire_time: datetime) -> UUID | None:
         """Start the job of one fire, unless another instance did; the job's id when this one did."""
         blueprint = self._blueprints[entry.blueprint]
-        job_id = uuid4()
+        job_id = ids.new_job_id()
         events = decide_create(
             job_id,
             blueprint,

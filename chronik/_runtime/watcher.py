@@ -25,7 +25,16 @@ from datetime import UTC, datetime
 
 import structlog
 
-from chronik.adapters.postgres import console_sessions, idempotency, limits, tasks, worker_tokens
+from chronik.adapters.postgres import (
+    console_sessions,
+    idempotency,
+    limits,
+    outbox,
+    schedules,
+    tasks,
+    worker_tokens,
+    workers,
+)
 from chronik.adapters.postgres.database import Connection
 from chronik.adapters.postgres.listener import Signal
 from chronik.adapters.postgres.locks import SingletonLock
@@ -122,11 +131,18 @@ class Watcher:
             if time.monotonic() >= self._next_prune:
                 # Old rate-limit windows, idempotency keys and expired worker tokens: housekeeping
                 # for one instance.
-                await limits.prune(conn)
-                await idempotency.prune(conn)
+                backlog = await limits.prune(conn)
+                backlog |= await idempotency.prune(conn)
                 await worker_tokens.prune(conn)
                 await console_sessions.prune(conn)
-                self._next_prune = time.monotonic() + _PRUNE_SECONDS
+                # Every side table's rule (docs/operations.md, "What each table keeps"). Each prune
+                # deletes one LIMITed batch, a short transaction of its own, and says whether a whole
+                # batch went: then more is due, and the next sweep prunes again instead of waiting
+                # _PRUNE_SECONDS, so a backlog never holds up one sweep's lease work for long.
+                backlog |= await outbox.prune_ended(conn)
+                backlog |= await schedules.prune_fired(conn)
+                backlog |= await workers.prune_gone(conn)
+                self._next_prune = time.monotonic() + (0.0 if backlog else _PRUNE_SECONDS)
         return handled
 
     async def _end(self, conn: Connection, task: tasks.ExpiredTask) -> None:

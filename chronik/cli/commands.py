@@ -9,17 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from chronik._runtime.replay import divergences
 from chronik._runtime.scheduler import check_blueprints
+from chronik._runtime.verify import verify_archive_file, verify_chains, verify_job
 from chronik.adapters.config import load_schedules
 from chronik.adapters.postgres.database import DATABASE_ERRORS
 from chronik.adapters.scheduling import describe, next_fire
@@ -115,7 +118,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         case "schedules":
             _schedules(args, settings)
         case "projections" | "events":
-            engine = Engine(settings=settings)
+            # Archiving needs the blueprints: their own retention_days are part of the policy.
+            app = getattr(args, "app", None)
+            engine = Engine(blueprints=load_blueprints(app) if app else (), settings=settings)
             await engine.start(run_executor=False)
             try:
                 if args.command == "projections":
@@ -194,16 +199,70 @@ async def _projections(engine: Engine, args: argparse.Namespace) -> None:
 
 
 async def _events(engine: Engine, args: argparse.Namespace) -> None:
+    if args.events_command == "archive":
+        await _archive(engine, args)
+        return
+    if args.events_command == "verify":
+        await _verify(engine, args)
+        return
     if args.events_command == "export":
         with contextlib.ExitStack() as stack:
             out = sys.stdout if not args.output else stack.enter_context(_open(args.output, "w"))
             count = await engine.export_events(out, since=args.since)
         print(f"exported {count} event(s)", file=sys.stderr)
         return
+    restore = args.file.endswith(".gz")
     with contextlib.ExitStack() as stack:
-        source = sys.stdin if args.file == "-" else stack.enter_context(_open(args.file, "r"))
-        imported = await engine.import_events(source, name=args.file)
-    print(f"imported {imported.events} event(s) of {imported.jobs} job(s); projections rebuilt")
+        if args.file == "-":
+            source: Any = sys.stdin
+        elif restore:
+            source = stack.enter_context(_open_archive(args.file))
+        else:
+            source = stack.enter_context(_open(args.file, "r"))
+        imported = await engine.import_events(source, name=args.file, restore=restore)
+    done = "restored" if restore else "imported"
+    print(f"{done} {imported.events} event(s) of {imported.jobs} job(s); projections rebuilt")
+
+
+async def _archive(engine: Engine, args: argparse.Namespace) -> None:
+    archiver = engine.instance.archiver
+    await archiver.ensure_partitions()
+    plans = await archiver.plan()
+    if args.plan:
+        render.print_archive_plan(plans)
+        return
+    due = [plan for plan in plans if plan.leaves and (args.partition in (None, plan.name))]
+    if args.partition and not due:
+        known = {plan.name: plan for plan in plans}
+        why = known[args.partition].reason if args.partition in known else "it is not a closed live partition"
+        raise ChronikError(f"{args.partition} does not leave now: {why}")
+    for plan in due:
+        render.print_archived(await archiver.archive(plan.name))
+    if not due:
+        print("no partition is due to leave (see --plan)")
+
+
+async def _verify(engine: Engine, args: argparse.Namespace) -> None:
+    if args.archive:
+        report = verify_archive_file(Path(args.archive))
+    elif args.all:
+        report = await verify_chains(engine.database)
+    else:
+        try:
+            job_id = UUID(args.job_id)
+        except ValueError:
+            raise ChronikError(f"job id {args.job_id!r} is not a UUID") from None
+        report = await verify_job(engine.database, job_id)
+    render.print_chain_report(report)
+    if report.first_break is not None or report.problems:
+        sys.exit(1)
+
+
+def _open_archive(path: str) -> Any:
+    try:
+        return gzip.open(path, "rt", encoding="utf-8")
+    except OSError as exc:
+        raise ChronikError(f"cannot open {path}: {exc.strerror}") from None
 
 
 def _open(path: str, mode: str) -> Any:

@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--file", help="default: SCHEDULES_CONFIG_PATH")
     listing.add_argument("--app", help="also check that each blueprint is one of APP's (module:attribute)")
 
-    events = commands.add_parser("events", help="export and import the event log").add_subparsers(
-        dest="events_command", required=True
-    )
+    events = commands.add_parser(
+        "events", help="export, import, archive and verify the event log"
+    ).add_subparsers(dest="events_command", required=True)
     export = events.add_parser(
         "export", help="write the log as JSON lines (one event a line, in position order)"
     )
@@ -153,7 +153,35 @@ def build_parser() -> argparse.ArgumentParser:
         "import",
         help="load an export into an empty database, then rebuild every projection, queue and timer",
     )
-    load.add_argument("file", help="a file written by chronik events export ('-': standard input)")
+    load.add_argument(
+        "file",
+        help="a file written by chronik events export ('-': standard input), or an archive file "
+        "(*.jsonl.gz) to restore: its jobs come back into the log",
+    )
+    archive = events.add_parser(
+        "archive",
+        help="archive the partitions past retention (RETENTION_DAYS) to ARCHIVE_URL, verify, then drop them",
+    )
+    archive.add_argument(
+        "--plan", action="store_true", help="only show each closed partition: would it leave, and if not, why"
+    )
+    archive.add_argument("--partition", metavar="NAME", help="archive this partition only (it must be due)")
+    archive.add_argument(
+        "--app",
+        required=True,
+        help="the blueprints (module:attribute) whose own retention_days are part of the policy",
+    )
+    verify = events.add_parser(
+        "verify", help="walk the hash chains; name the first job and version that does not match"
+    )
+    target = verify.add_mutually_exclusive_group(required=True)
+    target.add_argument("job_id", nargs="?", help="one job's chain in the database")
+    target.add_argument("--all", action="store_true", help="every job's chain in the database")
+    target.add_argument(
+        "--archive",
+        metavar="FILE",
+        help="an archive file (its manifest beside it): size, SHA-256, every chain",
+    )
     return parser
 
 

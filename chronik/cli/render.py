@@ -13,6 +13,8 @@ from uuid import UUID
 
 import msgspec
 
+from chronik._runtime.retention import Archived, PartitionPlan
+from chronik._runtime.verify import ChainReport
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.api.schemas import HistoryEntry, JobView
 from chronik.core.audit import facts_of
@@ -23,6 +25,9 @@ from chronik.core.state import JobState
 
 __all__ = [
     "ScheduleRow",
+    "print_archive_plan",
+    "print_archived",
+    "print_chain_report",
     "print_divergences",
     "print_history",
     "print_job",
@@ -123,3 +128,41 @@ def print_rebuilt(reached: Sequence[tuple[str, LogPosition]]) -> None:
     """``projections rebuild``: where each rebuilt projection got to."""
     for name, position in reached:
         print(f"{name}: rebuilt from the log up to position {position.position}")
+
+
+def print_archive_plan(plans: Sequence[PartitionPlan]) -> None:
+    """``events archive --plan``: each closed partition, whether it leaves now, and why (not)."""
+    if not plans:
+        print("no closed partition (the log's partitions still take new jobs)")
+        return
+    print(f"{'PARTITION':<20}  {'JOBS':>8}  {'RUNNING':>7}  {'LEAVES':<6}  WHY")
+    for plan in plans:
+        leaves = "yes" if plan.leaves else "no"
+        print(f"{plan.name:<20}  {plan.jobs:>8}  {plan.running:>7}  {leaves:<6}  {plan.reason}")
+
+
+def print_archived(done: Archived) -> None:
+    """``events archive``: what archiving a partition did."""
+    rate = done.events / done.seconds if done.seconds else 0.0
+    if done.dropped:
+        print(
+            f"{done.partition}: {done.events} event(s) of {done.jobs} job(s) archived to {done.uri} "
+            f"({done.bytes} bytes, verified, {rate:,.0f} events/s); the partition was dropped"
+        )
+    else:
+        print(
+            f"{done.partition}: archived to {done.uri} but kept: {done.reason}; the next run archives it anew"
+        )
+
+
+def print_chain_report(report: ChainReport) -> None:
+    """``events verify``: how much was checked, and the first job and version that does not match."""
+    for problem in report.problems:
+        print(f"problem: {problem}")
+    if report.first_break is not None:
+        broken = report.first_break
+        print(f"BROKEN: job {broken.job_id} version {broken.version}: {broken.reason}")
+        return
+    if report.problems:
+        return
+    print(f"ok: {report.events} event(s) of {report.jobs} job(s); every hash chain holds")

@@ -18,17 +18,30 @@
 -- $35 the queued attempts' dispatch_timeout float8[] (NULL items: none): a queued row's deadline_at
 -- is then when a worker must have taken it (a claim sets deadline_at anew, for the run).
 -- Returns the step's claim count when this instance took it, and the database's clock.
-WITH appended AS (
-    INSERT INTO events (job_id, version, type, data, meta)
-    SELECT $1, e.version, e.type, e.data, $5
-    FROM unnest($2::int[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(version, type, data, n)
+WITH chained AS (
+    -- The new events' hashes, chained from the job's head as its row holds it (this statement's
+    -- snapshot: a writer that moved the job meanwhile makes the insert below fail on its version).
+    SELECT chronik_chain_v1(
+        (SELECT chain_head FROM jobs WHERE job_id = $1), $1, $2::int[], $3::text[], $4::jsonb[],
+        array_fill($5::jsonb, ARRAY[cardinality($2::int[])]),
+        array_fill(now(), ARRAY[cardinality($2::int[])])) AS hashes
+), appended AS (
+    INSERT INTO events (job_id, job_time, version, type, data, meta, recorded_at, hash)
+    SELECT $1, chronik_job_time_v1($1), e.version, e.type, e.data, $5, now(), c.hashes[e.n]
+    FROM unnest($2::int[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS e(version, type, data, n),
+         chained AS c
     ORDER BY e.n
     RETURNING position
 ), projected AS (
     INSERT INTO jobs (job_id, blueprint, status, current_state, version, created_at, updated_at,
-                      finished_at, state)
-    VALUES ($1, $6, $7, $8, $9, $10, $11, $12, $13)
+                      finished_at, state, chain_head)
+    VALUES ($1, $6, $7, $8, $9, $10, $11, $12, $13,
+            coalesce((SELECT hashes[cardinality(hashes)] FROM chained),
+                     -- No events now (an import deriving the row): the head is the newest event's.
+                     (SELECT hash FROM events
+                      WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND version = $9)))
     ON CONFLICT (job_id) DO UPDATE SET
+        chain_head = excluded.chain_head,
         blueprint = excluded.blueprint,
         status = excluded.status,
         current_state = excluded.current_state,

@@ -3,7 +3,7 @@
 -- $1 job_id uuid, $2 after version int, $3 limit int or NULL
 SELECT position, job_id, version, type, data, meta, recorded_at
 FROM events
-WHERE job_id = $1 AND version > $2
+WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND version > $2
 ORDER BY version
 LIMIT $3;
 
@@ -31,7 +31,7 @@ WHERE (tx, position) > ($1::xid8, $2::bigint);
 -- name: export_events
 -- The whole log after position $1, in position order, for ``chronik events export``.
 -- $1 position
-SELECT position, job_id, version, type, data::text AS data, meta::text AS meta, recorded_at
+SELECT position, job_id, version, type, data::text AS data, meta::text AS meta, recorded_at, hash
 FROM events WHERE position > $1 ORDER BY position;
 
 -- name: count_events
@@ -39,12 +39,20 @@ FROM events WHERE position > $1 ORDER BY position;
 SELECT count(*) FROM events;
 
 -- name: import_events
--- Load exported events with their own positions (an import into an empty database).
--- $1 positions, $2 job ids, $3 versions, $4 types, $5 data jsonb[], $6 meta jsonb[], $7 recorded_at
-INSERT INTO events (position, job_id, version, type, data, meta, recorded_at)
+-- Load exported events with their own positions and hashes (an import, or an archive restored).
+-- $1 positions, $2 job ids, $3 versions, $4 types, $5 data jsonb[], $6 meta jsonb[], $7 recorded_at,
+-- $8 hashes bytea[]
+INSERT INTO events (position, job_id, job_time, version, type, data, meta, recorded_at, hash)
 OVERRIDING SYSTEM VALUE
-SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[],
-                     $7::timestamptz[]);
+SELECT e.position, e.job_id, chronik_job_time_v1(e.job_id), e.version, e.type, e.data, e.meta,
+       e.recorded_at, e.hash
+FROM unnest($1::bigint[], $2::uuid[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[],
+            $7::timestamptz[], $8::bytea[]) AS e(position, job_id, version, type, data, meta, recorded_at, hash);
+
+-- name: canonical_json
+-- The text PostgreSQL stores for each JSON document, as the hash chain encodes it.
+-- $1 jsonb[]
+SELECT d::text AS text FROM unnest($1::jsonb[]) WITH ORDINALITY AS u(d, n) ORDER BY n;
 
 -- name: continue_positions
 -- After an import, new events continue after the highest imported position.

@@ -16,5 +16,14 @@ RETURNING job_id;
 SELECT job_id, request FROM idempotency_keys WHERE client = $1 AND key = $2;
 
 -- name: prune_idempotency_keys
--- Forget keys older than 24 hours: they no longer name a job (the created_at index finds them).
-DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours';
+-- Retention: forget up to $1 keys older than 24 hours: they no longer name a job (the 24 hours of
+-- claim_idempotency_key; the created_at index finds them). FOR UPDATE SKIP LOCKED: a key being
+-- taken anew is left for the next round, and one taken meanwhile (its created_at moved to now) is
+-- checked again in its new version, so a key that names a new job is never deleted.
+-- One LIMITed batch a statement: a short transaction, however large the backlog.
+-- $1 most rows
+DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM idempotency_keys WHERE created_at < now() - interval '24 hours'
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+));

@@ -4,7 +4,7 @@
 -- $1 job_id uuid, $2 types text[], $3 version int, $4 limit int or NULL (all)
 SELECT position, job_id, version, type, data, meta, recorded_at
 FROM events
-WHERE job_id = $1 AND version <= $3 AND type = ANY($2::text[])
+WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND version <= $3 AND type = ANY($2::text[])
 ORDER BY version DESC
 LIMIT $4;
 
@@ -14,7 +14,7 @@ LIMIT $4;
 -- $1 job_id uuid, $2 types text[], $3 version int, $4 page size int
 SELECT max(version) AS newest, count(*) AS found FROM (
     SELECT version FROM events
-    WHERE job_id = $1 AND version > $3 AND type = ANY($2::text[])
+    WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND version > $3 AND type = ANY($2::text[])
     ORDER BY version
     LIMIT $4
 ) AS page;
@@ -25,10 +25,10 @@ SELECT max(version) AS newest, count(*) AS found FROM (
 -- $1 job_id uuid
 SELECT data->>'from_state' AS from_state, data->>'state' AS state, count(*) AS times
 FROM events
-WHERE job_id = $1 AND type IN ('StateEntered', 'BranchesJoined')
+WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND type IN ('StateEntered', 'BranchesJoined')
 GROUP BY 1, 2
 UNION ALL
-SELECT NULL, data->>'start_state', 1 FROM events WHERE job_id = $1 AND version = 1;
+SELECT NULL, data->>'start_state', 1 FROM events WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND version = 1;
 
 -- name: job_open_tasks
 -- The queue rows of a job's attempts that are waiting for or held by a worker now.

@@ -17,7 +17,14 @@ ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limit_counters.hits + 
 RETURNING hits;
 
 -- name: prune_rate_limits
--- Forget windows that ended over a day ago (quota months are kept for 40 days).
-DELETE FROM rate_limit_counters
-WHERE window_start < now() - interval '40 days'
-   OR (window_start < now() - interval '1 day' AND key NOT LIKE 'quota:%');
+-- Retention: forget up to $1 windows that ended over a day ago. A quota's window is a calendar
+-- month that started up to 31 days ago and may still be counting: those are kept until 40 days
+-- after their start. Such windows are no longer counted in, so no row found is written meanwhile.
+-- One LIMITed batch a statement: a short transaction, however large the backlog.
+-- $1 most rows
+DELETE FROM rate_limit_counters WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM rate_limit_counters
+    WHERE window_start < now() - interval '40 days'
+       OR (window_start < now() - interval '1 day' AND key NOT LIKE 'quota:%')
+    LIMIT $1
+));

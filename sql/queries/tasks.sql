@@ -116,7 +116,7 @@ LIMIT $1;
 SELECT bool_or(type IN ('TaskCompleted', 'TaskFailed', 'TaskResultIgnored')) AS answered,
        bool_or(type = 'TaskLost') AS lost
 FROM events
-WHERE job_id = $1 AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
+WHERE job_id = $1 AND job_time = chronik_job_time_v1($1) AND type IN ('TaskCompleted', 'TaskFailed', 'TaskLost', 'TaskResultIgnored')
   AND data->>'task_id' = $2 AND (data->>'attempt')::int = $3 AND data->>'worker_id' = $4;
 
 

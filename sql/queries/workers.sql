@@ -30,3 +30,19 @@ ORDER BY w.worker_id;
 -- How many workers beat within the last $1 seconds.
 -- $1 liveness window in seconds
 SELECT count(*)::int FROM workers WHERE last_heartbeat_at > now() - make_interval(secs => $1);
+
+-- name: prune_gone_workers
+-- Retention: forget up to $1 workers silent for a day or more. A day is far past any lease (the
+-- liveness window of list_live_workers), so such a worker shows nowhere and holds no task; no
+-- recovery reads this table (leases live on the task rows), and a worker that comes back is
+-- answered "not registered" on its next heartbeat and registers again, as after a crash (the
+-- table is UNLOGGED). FOR UPDATE SKIP LOCKED: a row a heartbeat or a registration is writing is
+-- left for the next round, and one it changed meanwhile is checked again in its new version, so a
+-- worker that beat is never deleted.
+-- One LIMITed batch a statement: a short transaction, however large the backlog.
+-- $1 most rows
+DELETE FROM workers WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM workers WHERE last_heartbeat_at < now() - interval '1 day'
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+));

@@ -185,7 +185,7 @@ async def test_filters_narrow_the_list_and_stay_in_the_url(app: Any) -> None:
             ("data=n%3D8", {blue}),  # a number is read as JSON
             ("data=n%3D%228%22", set()),  # and "8" is the text
             ("meta=team%3Db", {blue}),
-            (f"id={red[:8]}", {red}),
+            (f"id={red[:24]}", {red}),
             ("status=waiting_for_human&meta=team%3Da", {red}),
             ("created_after=2000-01-01T00:00", {red, blue, crashed}),
             ("created_before=2000-01-01T00:00", set()),
@@ -362,6 +362,7 @@ async def test_workers_schedules_and_analytics(busy_app: Any) -> None:
         assert not job_ids(schedules.text)
         analytics = await billing.http.get("/console/analytics")
         assert "admins only" in analytics.text and "<table" not in analytics.text
+        assert "admins only" in (await billing.http.get("/console/retention")).text
 
         admin = await sign_in(client, "auditor-token-0123456789")
         schedules = await admin.http.get("/console/schedules")
@@ -374,3 +375,9 @@ async def test_workers_schedules_and_analytics(busy_app: Any) -> None:
             ET.fromstring(chart.group(0))
         wrong = await admin.http.get("/console/analytics?window=forever")
         assert "window must be one of" in wrong.text
+
+        # Retention: the log's partitions, for admins; this week's takes new jobs and stays.
+        retention = await admin.http.get("/console/retention")
+        assert retention.status_code == 200, retention.text
+        assert "events_legacy" in retention.text and "before partitioning" in retention.text
+        assert "it still takes new jobs" in retention.text

@@ -140,8 +140,8 @@ async def test_another_clients_job_is_not_found_on_every_route(api: httpx.AsyncC
     assert await listed(api, "/api/v1/jobs/quarantined", AUDITOR) == {quarantined}
     # A filter cannot widen what a client sees, nor can a batch act beyond it.
     assert await listed(api, "/api/v1/jobs?status=quarantined", OPS) == set()
-    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:8]}&data.secret=1", OPS) == set()
-    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:8]}&data.secret=1", BILLING) == {
+    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:24]}&data.secret=1", OPS) == set()
+    assert await listed(api, f"/api/v1/jobs?id_prefix={quarantined[:24]}&data.secret=1", BILLING) == {
         quarantined
     }
     for who, cancellable, retryable in ((OPS, 1, 0), (BILLING, 2, 1), (AUDITOR, 3, 1)):

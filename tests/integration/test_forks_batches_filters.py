@@ -369,9 +369,9 @@ async def test_the_list_filters_by_id_prefix_and_by_data_and_metadata(client: As
         seven
     }
     assert await listed(client, "metadata.team=blue", BILLING) == set()
-    assert await listed(client, f"id_prefix={seven[:8]}", BILLING) == {seven}
+    assert await listed(client, f"id_prefix={seven[:24]}", BILLING) == {seven}
     assert await listed(client, f"id_prefix={seven.upper()}", BILLING) == {seven}  # a whole id too
-    assert await listed(client, f"id_prefix={theirs[:8]}", BILLING) == set()
+    assert await listed(client, f"id_prefix={theirs[:24]}", BILLING) == set()
     for bad in ("id_prefix=xyz", "id_prefix=", "data.=1", "data.a=1&data.a=2"):
         assert (await client.get(f"/api/v1/jobs?{bad}", headers=BILLING)).status_code == 400, bad
     page = (await client.get("/api/v1/jobs?data.order=7&limit=1", headers=AUDITOR)).json()

@@ -40,7 +40,7 @@ def test_every_variable_read_is_listed_and_documented() -> None:
     source = "\n".join(
         p.read_text() for folder in ("chronik", "adapters") for p in (ROOT / folder).rglob("*.py")
     )
-    readers = r"(?:env\.get|os\.environ\.get|_number\(\s*env,|_flag\(\s*env,)"
+    readers = r"(?:env\.get|os\.environ\.get|_number\(\s*env,|_flag\(\s*env,|_optional\(\s*env,)"
     read = set(re.findall(readers + r'\(?\s*"([A-Z][A-Z0-9_]+)"', source))
     assert read == set(ENVIRONMENT), read ^ set(ENVIRONMENT)
     operations = (ROOT / "docs" / "operations.md").read_text()

@@ -37,6 +37,7 @@ from chronik.core.events import (
 )
 from chronik.core.evolve import fold
 from chronik.core.graph import to_mermaid
+from chronik.core.ids import new_job_id
 from chronik.core.retry import RetryPolicy
 from chronik.core.state import JobState, JobStatus
 from chronik.core.tasks import TaskResult, decide_task_result
@@ -209,7 +210,8 @@ def waiting_parent() -> tuple[JobState, UUID]:
     bp = flow()
     parent = fold([BranchesJoined(at=NOW, state="join", from_state="start")], fanned_out(1)[0])
     assert parent is not None
-    child_id = uuid4()
+    # A child's id is a UUIDv7 of the decision's time (its partition of the log): given one, it stays.
+    child_id = new_job_id(NOW)
     action = RunBlueprint(blueprint="child", transitions={"success": "done", "failure": "late"})
     unknown = decide_step(parent, bp, HandlerOutcome(state="join", action=action), NOW)
     assert isinstance(unknown[-1], JobFailed) and "unknown blueprint 'child'" in unknown[-1].error.message
