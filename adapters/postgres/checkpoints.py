@@ -11,7 +11,17 @@ from chronik.core.records import LogPosition
 from .database import Connection
 from .queries import QUERIES
 
-__all__ = ["Checkpoint", "CheckpointStatus", "get", "list_with_lag", "lock", "reset", "save", "wait_for"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointStatus",
+    "get",
+    "horizon_holder",
+    "list_with_lag",
+    "lock",
+    "reset",
+    "save",
+    "wait_for",
+]
 
 
 class Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +40,8 @@ class CheckpointStatus(msgspec.Struct, frozen=True, kw_only=True):
     lag_events: int
     lag_seconds: float
     updated_at: datetime
+    held_by: str | None = None
+    """While it lags: the session whose open transaction holds the log's horizon, if one can be seen."""
 
 
 async def get(conn: Connection, name: str) -> Checkpoint | None:
@@ -76,4 +88,23 @@ async def list_with_lag(conn: Connection) -> list[CheckpointStatus]:
                 updated_at=row["updated_at"],
             )
         )
+    if any(status.lag_events for status in found):
+        holder = await horizon_holder(conn)
+        found = [
+            msgspec.structs.replace(status, held_by=holder) if status.lag_events else status
+            for status in found
+        ]
     return found
+
+
+async def horizon_holder(conn: Connection) -> str | None:
+    """Who holds the projections' horizon: a session with an open transaction that may append."""
+    row = await conn.fetchrow(QUERIES["log_horizon_holder"])
+    if row is None:
+        return None
+    since = row["xact_start"].isoformat(timespec="seconds") if row["xact_start"] else "an unknown time"
+    return (
+        f"pid {row['pid']} (database {row['datname']}, user {row['usename'] or '?'}, "
+        f"application {row['application_name'] or '?'}, {row['state'] or 'state hidden'}, "
+        f"in a transaction since {since})"
+    )

@@ -14,9 +14,20 @@ from typing import TypeAlias
 
 import asyncpg
 
-__all__ = ["DATABASE_ERRORS", "UNAVAILABLE_ERRORS", "Connection", "Database", "in_transaction", "savepoint"]
+__all__ = [
+    "APPLICATION_NAME",
+    "DATABASE_ERRORS",
+    "UNAVAILABLE_ERRORS",
+    "Connection",
+    "Database",
+    "in_transaction",
+    "savepoint",
+]
 
 Connection: TypeAlias = asyncpg.Connection
+
+APPLICATION_NAME = "chronik"
+"""The ``application_name`` of chronik's sessions, which may append to the log."""
 """An open connection, to pass to this package's functions."""
 
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
@@ -34,6 +45,10 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # 57P01-03: shutting down, starting up; 57014 cancelled
     asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
     asyncpg.InterfaceError,  # a pooled connection found closed under the request
+    # asyncpg's protocol loses track when the server ends the session mid-statement (a restart,
+    # pg_terminate_backend): "cannot switch to state 12; another operation (2) is in progress"
+    # (MagicStack/asyncpg#1069). Seen by the fault harness during a fast restart.
+    asyncpg.InternalClientError,
 )
 """Failures that say the database cannot serve now, not that the request or chronik is wrong: a
 request meeting one is answered 503 with Retry-After. (A connection that broke while a commit's
@@ -62,8 +77,14 @@ class Database:
     @classmethod
     async def open(cls, dsn: str, *, max_size: int) -> Database:
         """A pool of up to ``max_size`` connections to ``dsn``."""
+        # The name tells the projections' horizon (chronik_log_horizon_v1) which open transactions
+        # can append to the log: other programs' transactions never hold the projections back.
         pool: asyncpg.Pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, reset=_keep_session
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            reset=_keep_session,
+            server_settings={"application_name": APPLICATION_NAME},
         )
         return cls(pool, dsn)
 

@@ -122,6 +122,9 @@ def print_projection_status(found: Sequence[CheckpointStatus]) -> None:
             f"{status.name:<16}  {status.version:>7}  {status.position:>10}  {status.lag_events:>10}  "
             f"{status.lag_seconds:>8.1f}  {status.updated_at.isoformat()}"
         )
+    held = next((status.held_by for status in found if status.held_by), None)
+    if held:
+        print(f"the projections wait for an open transaction that may append to the log: {held}")
 
 
 def print_rebuilt(reached: Sequence[tuple[str, LogPosition]]) -> None:

@@ -9,13 +9,14 @@ LIMIT $3;
 
 -- name: read_log
 -- The next events of the whole log after a projection's checkpoint ($1 tx, $2 position), in
--- (transaction, position) order, only from transactions older than every one still running:
--- those are all committed or rolled back, so no event can appear later before this page's end.
+-- (transaction, position) order, only from transactions older than every one still running that
+-- could append to the log (chronik_log_horizon_v1): those are all committed or rolled back, so no
+-- event can appear later before this page's end.
 -- $1 checkpoint tx xid8, $2 checkpoint position, $3 limit
 SELECT position, job_id, version, type, data, meta, recorded_at, tx::text AS tx
 FROM events
 WHERE (tx, position) > ($1::xid8, $2::bigint)
-  AND tx < pg_snapshot_xmin(pg_current_snapshot())
+  AND tx < (SELECT chronik_log_horizon_v1())
 -- Qualified: the output column "tx" is text, and text would order 1000 before 992.
 ORDER BY events.tx, events.position
 LIMIT $3;
@@ -57,3 +58,12 @@ SELECT d::text AS text FROM unnest($1::jsonb[]) WITH ORDINALITY AS u(d, n) ORDER
 -- name: continue_positions
 -- After an import, new events continue after the highest imported position.
 SELECT setval(pg_get_serial_sequence('events', 'position'), greatest(max(position), 1)) FROM events;
+
+-- name: log_horizon_holder
+-- The session whose open transaction holds the projections' horizon, when one does and it can be
+-- seen: what an operator looks for when the projections lag.
+SELECT a.pid, a.datname, a.usename, a.application_name, a.state, a.xact_start,
+       left(a.query, 200) AS query
+FROM pg_stat_activity AS a
+WHERE a.backend_xid IS NOT NULL
+  AND a.backend_xid::text = (chronik_log_horizon_v1()::text::bigint % 4294967296)::text;

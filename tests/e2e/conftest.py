@@ -149,7 +149,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Config]:
     s3, master, volume, filer = (free_port_pair() for _ in range(4))
     log = (folder / "weed.log").open("w")
     server = subprocess.Popen(
+        # No Iceberg catalog nor Lance namespace: they listen on fixed ports (8181, 9101), which two
+        # servers at once (a CI run beside a developer's) would share.
         [weed, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}",
+         "-s3.port.iceberg=0", "-s3.port.lance=0",
          f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -13,6 +13,7 @@ import asyncpg
 from chronik import Blueprint
 from chronik._runtime.projector import ProjectionRunner
 from chronik.adapters.postgres.checkpoints import list_with_lag as status
+from chronik.adapters.postgres.database import APPLICATION_NAME
 from chronik.core.decide import decide_create
 from chronik.core.events import ErrorInfo, decode_event
 from chronik.core.evolve import fold
@@ -203,8 +204,9 @@ async def test_an_event_of_a_transaction_that_commits_late_is_not_skipped(
     await engine.start(run_executor=False)
     runner = ProjectionRunner(engine.database, PROJECTORS, interval=3600)
     (ask,) = [bp for bp in fan_and_ask() if bp.name == "ask"]
-    early = await asyncpg.connect(database_url)
-    late = await asyncpg.connect(database_url)
+    # Two sessions of chronik (its application_name): transactions that may append to the log.
+    early = await asyncpg.connect(database_url, server_settings={"application_name": APPLICATION_NAME})
+    late = await asyncpg.connect(database_url, server_settings={"application_name": APPLICATION_NAME})
     try:
         # "early" takes its transaction id first but commits last; "late" commits in between.
         slow = early.transaction()

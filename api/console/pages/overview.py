@@ -37,6 +37,7 @@ async def overview(request: Request[Any, Any, Any], state: State) -> Template:
             projections=projections,
             lag_events=max((status.lag_events for status in projections), default=0),
             lag_seconds=max((status.lag_seconds for status in projections), default=0.0),
+            held_by=next((status.held_by for status in projections if status.held_by), None),
         )
     if part != "overview-cards":
         activity = await engine.console_stats.activity(owner=owner)
