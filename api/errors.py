@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVI
 from litestar.types import ExceptionHandlersMap
 
 from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
-from chronik.core.errors import ChronikError, RateLimited
+from chronik.core.errors import ChronikError, DatabaseBusy, RateLimited
 
 from .schemas import ErrorBody, ErrorDetail
 
@@ -45,6 +45,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "FILES_NOT_CONFIGURED": 501,
     # An archive that cannot be read or does not verify: the job exists, its history is not at hand.
     "ARCHIVE_FAILED": 503,
+    # Every pooled connection stayed busy (pool exhausted, or a database slowed by locks).
+    "DATABASE_BUSY": 503,
 }
 
 _CODE_BY_STATUS = {400: "INVALID_INPUT_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
@@ -71,6 +73,9 @@ def _chronik_error(request: Request[Any, Any, Any], exc: ChronikError) -> Respon
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    elif isinstance(exc, DatabaseBusy):
+        log.warning("database_busy", path=request.url.path, message=exc.message)
+        headers = {"Retry-After": str(_RETRY_AFTER_SECONDS)}
     return error_response(status, exc.code, exc.message, headers=headers)
 
 

@@ -146,7 +146,11 @@ class Engine:
             self._embedded = await asyncio.to_thread(start_embedded, Path(self.settings.data_dir))
             self._database_url = self._embedded.dsn
         try:
-            self._db = await Database.open(self._database_url, max_size=self.settings.pool_max_size)
+            self._db = await Database.open(
+                self._database_url,
+                max_size=self.settings.pool_max_size,
+                acquire_timeout=self.settings.pool_timeout,
+            )
             if run_migrations:
                 async with self._db.connection() as conn:
                     applied = await prepare_database(conn)

@@ -39,6 +39,7 @@ ENVIRONMENT: dict[str, str] = {
     "CLIENT_RATE_LIMIT_PER_MINUTE": "requests per minute of a client without its own limit",
     "ENABLE_CLIENT_API": "false: serve only the worker routes and /_public (no client API)",
     "CONSOLE_ENABLED": "false: no web console at /console",
+    "DB_POOL_TIMEOUT_SECONDS": "how long a request waits for a database connection before a 503",
     "PARTITION_DAYS": "days of job creations per partition of the log (default 7)",
     "RETENTION_DAYS": "days ended jobs stay before they are archived; unset: history stays",
     "RETENTION_FAILED_DAYS": "days failed and quarantined jobs stay, when longer than RETENTION_DAYS",
@@ -102,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """``STEP_LEASE_SECONDS``: how long a claimed step is this instance's before another may take it."""
     pool_max_size: int = 20
     """``DB_POOL_MAX_SIZE``: the most database connections this instance opens (plus one for LISTEN)."""
+    pool_timeout: float = 30.0
+    """``DB_POOL_TIMEOUT_SECONDS``: how long a request waits for a free database connection before
+    it answers 503 ``DATABASE_BUSY`` (with ``Retry-After``)."""
     instance_id: str = ""
     """``INSTANCE_ID``: this instance's name in logs and event metadata; host and pid by default."""
     serve_processes: int = 1
@@ -200,6 +204,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             poll_interval=_number(env, "POLL_INTERVAL_SECONDS", float, 30.0, minimum=0.05),
             step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", int, 20, minimum=2),
+            pool_timeout=_number(env, "DB_POOL_TIMEOUT_SECONDS", float, 30.0, minimum=0.1),
             instance_id=env.get("INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
             serve_processes=_number(env, "SERVE_PROCESSES", int, 1, minimum=1),
             global_worker_token=env.get("GLOBAL_WORKER_TOKEN") or None,

@@ -14,6 +14,7 @@ __all__ = [
     "BlueprintNotFound",
     "ChronikError",
     "ConfigError",
+    "DatabaseBusy",
     "FilesNotConfigured",
     "Forbidden",
     "IdempotencyKeyReused",
@@ -181,6 +182,12 @@ class RateLimited(ChronikError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DatabaseBusy(ChronikError):
+    """Every database connection of this instance stayed busy; try again shortly."""
+
+    code = "DATABASE_BUSY"
 
 
 class QuotaExceeded(ChronikError):

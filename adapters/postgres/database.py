@@ -14,6 +14,8 @@ from typing import TypeAlias
 
 import asyncpg
 
+from chronik.core.errors import DatabaseBusy
+
 __all__ = [
     "APPLICATION_NAME",
     "DATABASE_ERRORS",
@@ -68,15 +70,18 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 class Database:
     """A pool of connections to one PostgreSQL database."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, *, acquire_timeout: float = 30.0) -> None:
         self.pool = pool
+        self.acquire_timeout = acquire_timeout
+        """How long to wait for a free connection before ``DatabaseBusy`` (the pool exhausted)."""
         """The asyncpg pool; for this package and for tests that look at rows directly."""
         self.dsn = dsn
         """The URL it connects to, for the dedicated connections (LISTEN, the watcher's lock)."""
 
     @classmethod
-    async def open(cls, dsn: str, *, max_size: int) -> Database:
-        """A pool of up to ``max_size`` connections to ``dsn``."""
+    async def open(cls, dsn: str, *, max_size: int, acquire_timeout: float = 30.0) -> Database:
+        """A pool of up to ``max_size`` connections to ``dsn``; waits for one end with
+        ``DatabaseBusy`` after ``acquire_timeout`` seconds."""
         # The name tells the projections' horizon (chronik_log_horizon_v1) which open transactions
         # can append to the log: other programs' transactions never hold the projections back.
         pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -86,7 +91,7 @@ class Database:
             reset=_keep_session,
             server_settings={"application_name": APPLICATION_NAME},
         )
-        return cls(pool, dsn)
+        return cls(pool, dsn, acquire_timeout=acquire_timeout)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -95,14 +100,32 @@ class Database:
     @asynccontextmanager
     async def connection(self, *, wait_seconds: float | None = None) -> AsyncIterator[Connection]:
         """A connection of the pool; each statement on it commits by itself."""
-        async with self.pool.acquire(timeout=wait_seconds) as conn:
+        async with self._acquired(wait_seconds) as conn:
             yield conn
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
         """A connection inside a transaction that commits when the block ends (rolls back on an error)."""
-        async with self.pool.acquire() as conn, conn.transaction(readonly=readonly):
+        async with self._acquired(None) as conn, conn.transaction(readonly=readonly):
             yield conn
+
+    @asynccontextmanager
+    async def _acquired(self, wait_seconds: float | None) -> AsyncIterator[Connection]:
+        # A request must not wait forever for a connection that a stuck statement holds: past the
+        # timeout it ends with a clear 503 (DATABASE_BUSY) and nothing written.
+        timeout = self.acquire_timeout if wait_seconds is None else wait_seconds
+        try:
+            conn: Connection = await self.pool.acquire(timeout=timeout)
+        except TimeoutError:
+            raise DatabaseBusy(
+                f"all {self.pool.get_max_size()} database connections of this instance stayed busy for "
+                f"{timeout:g} s (a slow or locked database, or DB_POOL_MAX_SIZE too small); "
+                "send the request again shortly"
+            ) from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
 
 
 @asynccontextmanager
