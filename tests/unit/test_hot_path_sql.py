@@ -100,7 +100,7 @@ OFF_HOT_PATH = frozenset(
         "console_statement_timeout", "console_state_times", "console_task_error_rates", "console_throughput",
         "queue_depths", "steps_due", "seconds_to_next_step", "list_live_workers", "count_live_workers",
         # Sweeps of the watcher and the projector: every job's rows, by time or by log order.
-        "expired_tasks", "read_log", "log_lag",
+        "expired_tasks", "read_log", "log_lag", "log_horizon_holder",
         # Projections' checkpoints and tables, locks, migrations: coordinator work.
         "get_checkpoint", "lock_checkpoint", "wait_for_checkpoint", "save_checkpoint", "reset_checkpoint",
         "list_checkpoints", "table_exists", "lock_projection_setup", "analytics_checksum", "analytics_grants",
