@@ -12,7 +12,15 @@ from chronik.core.state import JobState
 
 from .queries import QUERIES
 
-__all__ = ["ClaimedStep", "claim", "renew_leases", "reschedule_claimed", "retry", "seconds_to_next"]
+__all__ = [
+    "ClaimedStep",
+    "claim",
+    "give_back_held",
+    "renew_leases",
+    "reschedule_claimed",
+    "retry",
+    "seconds_to_next",
+]
 
 _state = msgspec.json.Decoder(JobState)
 
@@ -53,6 +61,11 @@ async def reschedule_claimed(
 ) -> None:
     """Hand back a step this instance holds whose job has nothing to do now: due at ``due``, or gone."""
     await conn.execute(QUERIES["reschedule_claimed_step"], step.job_id, instance, step.attempts, due)
+
+
+async def give_back_held(conn: asyncpg.Connection, job_id: UUID, *, instance: str, version: int) -> None:
+    """Free the step a commit whose answer was lost took for ``instance``, if it committed (``version``)."""
+    await conn.execute(QUERIES["give_back_held_step"], job_id, instance, version)
 
 
 async def renew_leases(

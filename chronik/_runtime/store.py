@@ -20,7 +20,7 @@ import msgspec
 
 from chronik.adapters.postgres import event_store, idempotency, jobs, limits, steps
 from chronik.adapters.postgres.commit import StepHold, commit
-from chronik.adapters.postgres.database import Connection, Database, in_transaction
+from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS, Connection, Database, in_transaction
 from chronik.adapters.postgres.database import savepoint as in_savepoint
 from chronik.core.blueprint import Blueprint
 from chronik.core.deadlines import stamp_state_deadlines
@@ -148,9 +148,11 @@ class JobStore:
                         await self.commit(None, created, meta=meta, conn=tx, savepoint=False)
                     if child is not None:
                         await self._cancel_child(tx, child, parent=after, meta=meta)
-        except BaseException:
+        except BaseException as exc:
             if hold is not None and self._held is not None:
                 self._held.release()
+                if isinstance(exc, UNAVAILABLE_ERRORS):
+                    await self._give_back_held(after, hold)
             raise
         try:
             self._committed(before, after, events)
@@ -162,6 +164,19 @@ class JobStore:
                 else:
                     self._held.run_held(steps.ClaimedStep(after.job_id, done.step_attempts, done.at, after))
         return after
+
+    async def _give_back_held(self, after: JobState, hold: StepHold) -> None:
+        """After a commit that took its step broke unanswered: free that step, in case it committed.
+
+        The connection broke after the statement was sent (the ambiguous commit): it may have
+        committed, leasing the step to this instance, which will not run it (it never got the
+        answer). Left alone, the job would wait out the whole step lease (minutes by default).
+        """
+        try:
+            async with self.database.connection(wait_seconds=5.0) as conn:
+                await steps.give_back_held(conn, after.job_id, instance=hold.instance, version=after.version)
+        except UNAVAILABLE_ERRORS:
+            pass  # the database is still away: the lease runs out, and the step runs then
 
     def _hold(self, change: JobChange, *, final: bool) -> StepHold | None:
         """Whether this instance takes the step ``change`` makes due now (a slot is reserved)."""

@@ -44,6 +44,16 @@ DELETE FROM job_steps
 WHERE job_id = $1 AND leased_by = $2 AND attempts = $3 AND leased_until IS NOT NULL
   AND $4::timestamptz IS NULL;
 
+-- name: give_back_held_step
+-- A commit that took its job's step for this instance broke before its answer came (the
+-- ambiguous commit). If it did commit (the job is at the version it wrote), nobody here runs
+-- that step, and it would wait out its whole lease: the lease is taken away instead, so any
+-- instance claims the step now. Had it not committed, the version differs and nothing changes.
+-- $1 job_id uuid, $2 instance text, $3 version the commit wrote int
+UPDATE job_steps SET leased_until = NULL, leased_by = NULL
+WHERE job_id = $1 AND leased_by = $2 AND leased_until IS NOT NULL
+  AND EXISTS (SELECT 1 FROM jobs WHERE job_id = $1 AND version = $3);
+
 -- name: renew_step_leases
 -- Extend the leases of the steps whose handlers this instance is still running.
 -- $1 job_ids uuid[], $2 lease seconds float8, $3 instance text

@@ -58,6 +58,7 @@ HOT_PATH = frozenset(
         # One job's statements on distributed tables: each runs on the job's shard.
         "read_stream", "get_job_state", "get_job_row", "get_job_with_progress", "lock_job_state",
         "attempt_history", "retry_step", "reschedule_claimed_step", "renew_step_leases",
+        "give_back_held_step",
         "job_events_of_types_down", "job_version_after_types", "job_moves", "job_open_tasks",
         "webhooks_of_job", "finish_file_cleanup", "job_chain", "archived_job",
         # Per-request statements on coordinator-local tables: one node, no shard.

@@ -1,0 +1,1 @@
+"""Fault tests: chronik under broken databases, networks and processes (issue 16)."""
