@@ -27,10 +27,18 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import OpenAPI
 
 from chronik.core.blueprint import Blueprint
+from chronik.core.wire import EventBody, HeartbeatBody, RegisterBody, ResultBody, ResultsBody
 
+from .errors import STATUS_BY_CODE
 from .schemas import ErrorBody
 
-__all__ = ["CREATE_PATH", "BlueprintOpenAPIConfig", "add_create_operations"]
+__all__ = [
+    "CREATE_PATH",
+    "OPERATION_ERRORS",
+    "BlueprintOpenAPIConfig",
+    "add_create_operations",
+    "describe_errors",
+]
 
 log = structlog.get_logger("chronik.api")
 
@@ -65,6 +73,9 @@ class _Document(OpenAPI):
     def to_schema(self) -> dict[str, Any]:
         schema = super().to_schema()
         schema.pop("endpoints", None)
+        describe_errors(schema)
+        _unions_as_any_of(schema)
+        _add_worker_bodies(schema)
         if self.endpoints is not None:
             add_create_operations(schema, self.endpoints())
         return schema
@@ -172,3 +183,121 @@ def _add_error_body(schemas: dict[str, Any]) -> None:
     _refs, components = msgspec.json.schema_components([ErrorBody], ref_template=_COMPONENTS + "{name}")
     for name, schema in components.items():
         schemas.setdefault(name, schema)
+
+
+# The errors every guarded route can answer with: a bad request (a body, a query or path parameter;
+# Litestar's own validation renders in the same shape), a missing or wrong token, a token without
+# the right (a worker's id, a signature), a spent rate limit, and PostgreSQL out of reach.
+_GUARDED = ("INVALID_INPUT_ERROR", "UNAUTHORIZED", "FORBIDDEN", "RATE_LIMITED", "DATABASE_UNAVAILABLE")
+_GUARDED_PREFIXES = ("/api/v1/", "/_worker/")
+_UNAVAILABLE = 503  # DATABASE_UNAVAILABLE: api/errors.py's answer to an outage; not a ChronikError code
+
+OPERATION_ERRORS: dict[str, tuple[str, ...]] = {
+    "POST /api/v1/jobs/{api_endpoint}": ("IDEMPOTENCY_KEY_REUSED", "QUOTA_EXCEEDED", "BLUEPRINT_ERROR"),
+    "POST /api/v1/jobs/{job_id}/approval": ("JOB_NOT_AWAITING_APPROVAL", "INVALID_DECISION"),
+    "POST /api/v1/jobs/{job_id}/cancel": ("JOB_NOT_CANCELLABLE",),
+    "POST /api/v1/jobs/{job_id}/retry": ("JOB_NOT_RETRYABLE",),
+    "POST /api/v1/jobs/{job_id}/fork": ("JOB_NOT_CANCELLABLE", "QUOTA_EXCEEDED"),
+    "GET /api/v1/jobs/{job_id}": ("ARCHIVE_FAILED",),
+    "GET /api/v1/jobs/{job_id}/history": ("ARCHIVE_FAILED",),
+    "GET /api/v1/jobs/{job_id}/events": ("ARCHIVE_FAILED",),
+    "GET /api/v1/jobs/{job_id}/files/upload": ("FILES_NOT_CONFIGURED", "JOB_ENDED"),
+    "PUT /api/v1/jobs/{job_id}/files/content/{filename}": ("FILES_NOT_CONFIGURED", "JOB_ENDED"),
+    "GET /api/v1/jobs/{job_id}/files/download/{filename}": ("FILES_NOT_CONFIGURED",),
+    "GET /api/v1/blueprints/{name}/graph": ("BLUEPRINT_NOT_FOUND",),
+    "POST /api/v1/admin/reload-workers": ("CONFIG_ERROR",),
+    "PATCH /_worker/workers/{worker_id}": ("WORKER_NOT_FOUND",),
+    "GET /_worker/workers/{worker_id}/tasks/next": ("WORKER_NOT_FOUND",),
+    "POST /_worker/tasks/result": ("TASK_NOT_FOUND", "TASK_NOT_HELD"),
+    "POST /_worker/events": ("TASK_NOT_FOUND", "TASK_NOT_HELD"),
+    "POST /_public/webhooks/approval/{job_id}": (
+        "INVALID_INPUT_ERROR",
+        "UNAUTHORIZED",
+        "JOB_NOT_FOUND",
+        "JOB_NOT_AWAITING_APPROVAL",
+        "INVALID_DECISION",
+    ),
+}
+"""The errors of each operation beyond those of every guarded route (and a job id's, a blueprint
+endpoint's ``NOT_FOUND``), by ``METHOD path`` as the document writes it."""
+
+
+def describe_errors(document: dict[str, Any]) -> None:
+    """Give every operation the error answers it can give, each in chronik's one shape (``ErrorBody``).
+
+    Litestar documents a 400 of its own shape (``status_code``, ``detail``), which is not what
+    ``api/errors.py`` answers, and no other error. Each status gets one response, whose description
+    lists the codes it carries; the fuzz test (tests/fuzz) fails on any status not declared here.
+    """
+    paths: dict[str, Any] = document.get("paths", {})
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    added = False
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes = list(_GUARDED) if path.startswith(_GUARDED_PREFIXES) else []
+            if "{job_id}" in path:
+                codes.append("JOB_NOT_FOUND")
+            if "{api_endpoint}" in path:
+                codes.append("BLUEPRINT_NOT_FOUND")
+            codes.extend(OPERATION_ERRORS.get(f"{method.upper()} {path}", ()))
+            by_status: dict[int, list[str]] = {}
+            for code in dict.fromkeys(codes):
+                by_status.setdefault(STATUS_BY_CODE.get(code, _UNAVAILABLE), []).append(code)
+            responses: dict[str, Any] = operation["responses"]
+            for key in [key for key in responses if key.startswith(("4", "5"))]:
+                del responses[key]  # Litestar's own shape; each is described again below
+            for status, named in sorted(by_status.items()):
+                responses[str(status)] = {
+                    "description": ", ".join(named),
+                    "content": {"application/json": {"schema": {"$ref": f"{_COMPONENTS}ErrorBody"}}},
+                }
+                added = True
+    if added:
+        _add_error_body(schemas)
+
+
+def _unions_as_any_of(document: dict[str, Any]) -> None:
+    """A handler's union return type is ``anyOf``, not Litestar's ``oneOf``: a Python union's members
+    may overlap (``JobView | dict[str, Any]``: a whole view is an object too), and ``oneOf`` then
+    refuses the very answers the route gives."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            for response in responses.values():
+                for media in response.get("content", {}).values():
+                    schema = media.get("schema", {})
+                    if "oneOf" in schema:
+                        schema["anyOf"] = schema.pop("oneOf")
+
+
+_WORKER_BODIES: dict[str, type[msgspec.Struct]] = {
+    "POST /_worker/workers/register": RegisterBody,
+    "PATCH /_worker/workers/{worker_id}": HeartbeatBody,
+    "POST /_worker/tasks/result": ResultBody,
+    "POST /_worker/tasks/results": ResultsBody,
+    "POST /_worker/events": EventBody,
+}
+"""The worker routes' messages: their handlers read the body themselves (a signature covers it as
+sent), so Litestar sees no body to document."""
+
+
+def _add_worker_bodies(document: dict[str, Any]) -> None:
+    paths: dict[str, Any] = document.get("paths", {})
+    present: dict[str, dict[str, Any]] = {}
+    for key in _WORKER_BODIES:
+        method, path = key.split(" ", 1)
+        operation = paths.get(path, {}).get(method.lower())
+        if operation is not None:
+            present[key] = operation
+    if not present:
+        return
+    refs, components = msgspec.json.schema_components(
+        [_WORKER_BODIES[key] for key in present], ref_template=_COMPONENTS + "{name}"
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in components.items():
+        schemas.setdefault(name, schema)
+    for (_key, operation), ref in zip(present.items(), refs, strict=True):
+        operation["requestBody"] = {"content": {"application/json": {"schema": ref}}, "required": True}

@@ -22,6 +22,7 @@ __all__ = [
     "CreateJobRequest",
     "ErrorBody",
     "ErrorDetail",
+    "EventStreamMessage",
     "ForkOrigin",
     "HistoryEntry",
     "JobAccepted",
@@ -258,6 +259,18 @@ class JobPage(msgspec.Struct, kw_only=True):
 
     jobs: list[JobView]
     next_cursor: str | None = None
+
+
+class EventStreamMessage(msgspec.Struct, kw_only=True):
+    """One message of ``GET /jobs/{id}/events`` (``text/event-stream``), as the document describes it.
+
+    ``id`` is the event's version, ``event`` its type, and ``data`` its ``HistoryEntry`` as JSON; a
+    keep-alive is a comment, with none of them.
+    """
+
+    id: str | None = None
+    event: str | None = None
+    data: str | None = None
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):

@@ -38,7 +38,11 @@ async def dashboard(state: State, request: Request[Any, Any, Any]) -> DashboardV
     return DashboardView.of(await _engine(state).dashboard(owner=owner_of(request)))
 
 
-@get("/blueprints/{name:str}/graph", summary="A blueprint's state machine in Graphviz DOT")
+@get(
+    "/blueprints/{name:str}/graph",
+    summary="A blueprint's state machine in Graphviz DOT",
+    media_type=DOT_MEDIA_TYPE,
+)
 async def blueprint_graph(name: FromPath[str], state: State) -> Response[str]:
     """The blueprint's states and transitions as a DOT digraph; 404 for an unknown blueprint."""
     return Response(_engine(state).blueprint_graph(name), media_type=DOT_MEDIA_TYPE)

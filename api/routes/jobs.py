@@ -11,6 +11,7 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -27,6 +28,7 @@ from ..schemas import (
     CancelAccepted,
     CancelRequest,
     CreateJobRequest,
+    EventStreamMessage,
     HistoryEntry,
     JobAccepted,
     JobPage,
@@ -240,7 +242,17 @@ async def get_history(
     return Response([HistoryEntry.of(recorded) for recorded in events], headers=headers)
 
 
-@get("/jobs/{job_id:str}/events", summary="Follow a job's events (server-sent events)")
+@get(
+    "/jobs/{job_id:str}/events",
+    summary="Follow a job's events (server-sent events)",
+    responses={
+        # In OpenAPI 3.1 the schema of an event stream describes each of its messages.
+        HTTP_200_OK: ResponseSpec(
+            EventStreamMessage, media_type="text/event-stream", description="The events, one message each"
+        ),
+        HTTP_204_NO_CONTENT: ResponseSpec(None, description="The job has ended: no event will come"),
+    },
+)
 async def stream_events(
     job_id: FromPath[str],
     state: State,

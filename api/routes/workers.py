@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response, Router, get, patch, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -107,7 +108,11 @@ async def _until_disconnected(request: Request[Any, Any, Any], gone: asyncio.Eve
     gone.set()
 
 
-@get("/workers/{worker_id:str}/tasks/next", status_code=HTTP_200_OK)
+@get(
+    "/workers/{worker_id:str}/tasks/next",
+    status_code=HTTP_200_OK,
+    responses={HTTP_204_NO_CONTENT: ResponseSpec(None, description="No task came within timeout")},
+)
 async def next_task(
     worker_id: FromPath[str],
     request: Request[Any, Any, Any],
