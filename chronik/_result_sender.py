@@ -10,6 +10,7 @@ that failed six times is dropped (its lease runs out and the task runs again).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import structlog
@@ -24,7 +25,10 @@ log = structlog.get_logger("chronik.worker")
 
 _RESULTS_PER_MESSAGE = 100
 """The most results the SDK sends in one message."""
-_MAX_TRIES = 6
+_GIVE_UP_SECONDS = 300.0
+"""How long a result is sent again while the orchestrator cannot take it (unreachable, 429, 5xx such
+as a 503 during a database outage). Longer than any outage worth riding out: past it the task's
+lease has long expired and the task has run again elsewhere, so the result would only be ignored."""
 
 
 class _Outgoing:
@@ -34,6 +38,11 @@ class _Outgoing:
         self.body = body
         self.answered = answered
         self.tries = 0
+        self.since = time.monotonic()
+
+    @property
+    def given_up(self) -> bool:
+        return time.monotonic() - self.since > _GIVE_UP_SECONDS
 
     def done(self) -> None:
         if not self.answered.done():
@@ -115,10 +124,10 @@ class ResultSender:
         return self._retry(again, 0.5) if again else None
 
     def _retry(self, batch: list[_Outgoing], wait: float) -> None:
-        """Send ``batch`` again after ``wait`` s, with a growing delay; drop what failed 6 times."""
+        """Send ``batch`` again after ``wait`` s, with a growing delay; drop what failed for too long."""
         for outgoing in batch:
             outgoing.tries += 1
-            if outgoing.tries >= _MAX_TRIES:
+            if outgoing.given_up:
                 log.error("result_dropped", task_id=outgoing.body.task_id)
                 outgoing.done()
                 continue
@@ -131,7 +140,7 @@ class ResultSender:
     async def _send_alone(self, outgoing: _Outgoing) -> None:
         """One result by the single route (``/tasks/result``), retried as batches are."""
         try:
-            while outgoing.tries < _MAX_TRIES:
+            while not outgoing.given_up:
                 try:
                     status, text, wait = await self._link.send("POST", "/_worker/tasks/result", outgoing.body)
                 except NETWORK_ERRORS as exc:

@@ -325,6 +325,11 @@ class Worker:
                     # Over the orchestrator's budget of empty polls: wait as long as it says.
                     log.warning("poll_rate_limited", retry_in=wait)
                     await asyncio.sleep(wait)
+                elif status == 503:
+                    # The orchestrator's database cannot serve just now (a restart, a failover):
+                    # not the worker's error; ask again when Retry-After says.
+                    log.warning("poll_unavailable", retry_in=wait)
+                    await asyncio.sleep(wait)
                 elif status != 204:
                     log.error("poll_refused", status=status, body=text)
                     await asyncio.sleep(1.0)

@@ -7,11 +7,31 @@ import sys
 
 import structlog
 
+from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
 from chronik.core.errors import ConfigError
 
-__all__ = ["LOG_FORMATS", "configure_logging"]
+__all__ = ["LOG_FORMATS", "OutageWithoutTraceback", "configure_logging"]
 
 LOG_FORMATS = ("json", "text")
+
+
+class OutageWithoutTraceback(logging.Filter):
+    """One line, not a traceback, for asyncpg's pool failing to reconnect while the database is down.
+
+    asyncpg's pool logs "Failed to restore the pool connection floor; retrying" with the
+    whole traceback of the refused connection, again each second of an outage: what an
+    operator reads as a crash, when the pool is only waiting (found by the fault harness
+    in a PostgreSQL restart). A real bug's traceback passes unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, UNAVAILABLE_ERRORS):
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
@@ -39,3 +59,6 @@ def configure_logging(level: str = "INFO", log_format: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(found, OutageWithoutTraceback) for found in pool_log.filters):
+        pool_log.addFilter(OutageWithoutTraceback())

@@ -38,7 +38,7 @@ from chronik.core.state import JobState, JobStatus
 from .commands import MAX_ATTEMPTS
 from .handlers import run_handler
 from .input_check import check_child_input
-from .loops import BUSY, run_loop
+from .loops import BUSY, log_failure, run_loop
 from .store import JobStore
 
 __all__ = ["StepExecutor"]
@@ -203,8 +203,8 @@ class StepExecutor:
         notified = self._wake.current()
         try:
             seconds = await self._store.seconds_to_next_step()
-        except Exception:
-            log.exception("next_step_failed")
+        except Exception as exc:
+            log_failure(exc, "next_step_failed")
             self._timers_read = (None, None)
             return None
         self._timers_read = (notified, None if seconds is None else now + seconds)

@@ -24,14 +24,28 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
+from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
 from chronik.adapters.postgres.listener import Signal
 
-__all__ = ["BUSY", "jittered", "run_loop", "wait_any"]
+__all__ = ["BUSY", "jittered", "log_failure", "run_loop", "wait_any"]
 
 log = structlog.get_logger("chronik.loops")
 
 BUSY = 0.0
 """What a tick returns when it should run again at once."""
+
+
+def log_failure(exc: Exception, event: str, **context: object) -> None:
+    """Log a background tick's failure: a traceback for a bug, one warning line for an outage.
+
+    A database that is restarting, down or cutting sessions is an operator's event, not
+    chronik's error: the loop simply tries again after its wait (found by the fault harness,
+    whose restart-fast scenario filled the log with tracebacks of every loop).
+    """
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.warning("database_unavailable", during=event, error=f"{type(exc).__name__}: {exc}", **context)
+    else:
+        log.exception(event, **context)
 
 
 def jittered(seconds: float) -> float:
@@ -73,8 +87,8 @@ async def run_loop(
         woken = [source.current() if isinstance(source, Signal) else source for source in wake]
         try:
             again = await tick()
-        except Exception:
-            log.exception("loop_failed", loop=name)
+        except Exception as exc:
+            log_failure(exc, "loop_failed", loop=name)
             again = None
         if stop.is_set():
             return

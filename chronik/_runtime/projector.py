@@ -18,7 +18,7 @@ from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.listener import Signal
 from chronik.projections.framework import Projector, StateCache, apply_batch
 
-from .loops import BUSY, run_loop
+from .loops import BUSY, log_failure, run_loop
 
 __all__ = ["ProjectionRunner"]
 
@@ -62,9 +62,9 @@ class ProjectionRunner:
         for projector in self._projectors:
             try:
                 busy = await self.step(projector) or busy
-            except Exception:
+            except Exception as exc:
                 # One projection's failure must not hold the others back.
-                log.exception("projection_failed", projection=projector.name)
+                log_failure(exc, "projection_failed", projection=projector.name)
         return BUSY if busy else None
 
     async def step(self, projector: Projector) -> bool:

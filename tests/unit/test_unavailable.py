@@ -19,6 +19,8 @@ from chronik.api.errors import exception_handlers
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
         TimeoutError(),  # no pooled connection in time
+        # a session ended under a statement (chaos restart-fast): asyncpg's protocol state is lost
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     ],
 )
 def test_an_unavailable_database_is_a_503_with_retry_after(error: BaseException) -> None:
