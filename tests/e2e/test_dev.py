@@ -206,19 +206,25 @@ def _start_dev(tmp_path: Path, data_dir: Path) -> tuple[subprocess.Popen[str], i
             cwd=tmp_path,
         )
     assert proc.stdout is not None
-    banner = ""
-    deadline = time.monotonic() + 60
-    while "Then follow it" not in banner and time.monotonic() < deadline and proc.poll() is None:
-        banner += proc.stdout.readline()
-    assert "Then follow it" in banner, banner + log.read_text()[-3000:]
-    deadline = time.monotonic() + 20
-    while True:  # the worker is started once the server answers, just after the banner
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        workers = [int(pid) for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        if workers or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    (worker,) = workers
+    try:
+        banner = ""
+        deadline = time.monotonic() + 60
+        while "Then follow it" not in banner and time.monotonic() < deadline and proc.poll() is None:
+            banner += proc.stdout.readline()
+        assert "Then follow it" in banner, banner + log.read_text()[-3000:]
+        deadline = time.monotonic() + 20
+        while True:  # the worker is started once the server answers, just after the banner
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            workers = [int(pid) for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if workers or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        (worker,) = workers
+    except BaseException:
+        proc.send_signal(signal.SIGTERM)  # leave nothing running (its worker and PostgreSQL stop with it)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        raise
     return proc, worker
 
 
