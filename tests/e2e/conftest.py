@@ -153,6 +153,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Config]:
         # servers at once (a CI run beside a developer's) would share.
         [weed, "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}",
          "-s3.port.iceberg=0", "-s3.port.lance=0",
+         # Small volumes, and room for many: each bucket (collection) takes volumes of its own, and
+         # with the default 30 GB limit the disk fits only a couple, so a second bucket found none.
+         "-master.volumeSizeLimitMB=64", "-volume.max=100",
          f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
