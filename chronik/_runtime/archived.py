@@ -19,7 +19,7 @@ from chronik.core.errors import UnknownEventType
 from chronik.core.events import decode_event
 from chronik.core.records import RecordedEvent
 
-from .retention import ArchiveError
+from .verify import ArchiveError
 
 __all__ = ["ArchivedHistory"]
 

@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from uuid import UUID
 
 import msgspec
 import structlog
@@ -33,16 +32,15 @@ from chronik.adapters.postgres import partitions
 from chronik.adapters.postgres.database import Database
 from chronik.adapters.postgres.locks import SingletonLock
 from chronik.adapters.postgres.partitions import JobIndexEntry, PartitionRow
-from chronik.core.archive_format import ArchivedEvent, Manifest, ManifestJob, decode_member, encode_member
+from chronik.core.archive_format import ArchivedEvent, Manifest, ManifestJob, encode_member
 from chronik.core.blueprint import Blueprint
 from chronik.core.chain import ChainLink, first_break
-from chronik.core.errors import ChronikError
 
 from .loops import run_loop
+from .verify import ArchiveError, manifest_key, verify_stored
 
 __all__ = [
     "ArchiveError",
-    "ArchiveProblem",
     "Archived",
     "Archiver",
     "PartitionPlan",
@@ -55,12 +53,6 @@ log = structlog.get_logger("chronik.archive")
 _DAY = 86400.0
 _INDEX_BATCH = 5000
 _LEAD_PERIODS = 2
-
-
-class ArchiveError(ChronikError):
-    """An archive could not be written or did not verify; nothing left the database."""
-
-    code = "ARCHIVE_FAILED"
 
 
 class RetentionPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,11 +111,6 @@ class Archived(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float
     dropped: bool
     reason: str = ""
-
-
-def manifest_key(archive_key: str) -> str:
-    """The manifest's key beside its archive file."""
-    return archive_key.removesuffix(".jsonl.gz") + ".manifest.json"
 
 
 def _days(days: float | None) -> float | None:
@@ -204,11 +191,19 @@ class Archiver:
         done = []
         for entry in await self.plan():
             if entry.leaves:
-                done.append(await self.archive(entry.name))
+                done.append(await self._archive_held(entry.name))
         return done
 
     async def archive(self, name: str) -> Archived:
-        """Write, verify and let go one partition (see the module's docstring for the order)."""
+        """Write, verify and let go one partition, if the plan lets it leave now (see the module's
+        docstring for the order)."""
+        planned = {entry.name: entry for entry in await self.plan()}
+        if name not in planned or not planned[name].leaves:
+            why = planned[name].reason if name in planned else "it is not a closed live partition"
+            raise ArchiveError(f"{name} does not leave now: {why}")
+        return await self._archive_held(name)
+
+    async def _archive_held(self, name: str) -> Archived:
         if self._store is None:
             raise ArchiveError("no ARCHIVE_URL is set: there is nowhere to archive to")
         async with self._busy:
@@ -217,11 +212,8 @@ class Archiver:
             return await self._archive(name, self._store)
 
     async def _archive(self, name: str, store: ArchiveStore) -> Archived:
-        # The plan is read again here: what was due when a caller looked may not be any more.
-        planned = {entry.name: entry for entry in await self.plan()}
-        if name not in planned or not planned[name].leaves:
-            why = planned[name].reason if name in planned else "it is not a closed live partition"
-            raise ArchiveError(f"{name} does not leave now: {why}")
+        # What changed since the plan (a job revived, or made in the range) is caught where it
+        # matters: the partition drops only if it holds the archived events and no job of it runs.
         started = asyncio.get_running_loop().time()
         async with self._database.connection() as conn:
             found = [row for row in await partitions.list_partitions(conn) if row.name == name]
@@ -336,76 +328,6 @@ class Archiver:
             jobs=tuple(entries),
         )
         return manifest, index
-
-
-async def verify_stored(store: ArchiveStore, key: str, scratch: Path) -> Manifest:
-    """Read an archive file and its manifest back and check them against each other.
-
-    ``ArchiveError`` names what does not match: size, SHA-256, a job's member, its event
-    count, or its hash chain up to the head the manifest records.
-    """
-    manifest = msgspec.json.decode(await store.read(manifest_key(key)), type=Manifest)
-    await store.fetch_file(key, scratch)
-    problems = verify_file(scratch, manifest)
-    if problems:
-        raise ArchiveError(f"{store.uri(key)} did not verify: {problems[0]}")
-    return manifest
-
-
-class ArchiveProblem(msgspec.Struct, frozen=True, kw_only=True):
-    """One thing wrong with an archive file; ``job_id`` and ``version`` when it is a job's."""
-
-    message: str
-    job_id: UUID | None = None
-    version: int | None = None
-
-    def __str__(self) -> str:
-        if self.job_id is None:
-            return self.message
-        where = f"job {self.job_id}" + ("" if self.version is None else f" version {self.version}")
-        return f"{where}: {self.message}"
-
-
-def verify_file(path: Path, manifest: Manifest) -> list[ArchiveProblem]:
-    """What is wrong with an archive file, as its manifest describes it (empty: nothing)."""
-    problems: list[ArchiveProblem] = []
-    size = path.stat().st_size
-    if size != manifest.bytes:
-        problems.append(ArchiveProblem(message=f"it has {size} bytes, the manifest says {manifest.bytes}"))
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if digest.hexdigest() != manifest.sha256:
-        problems.append(ArchiveProblem(message="its SHA-256 is not the manifest's: the file was changed"))
-    total = 0
-    with path.open("rb") as handle:
-        for job in manifest.jobs:
-            handle.seek(job.offset)
-            try:
-                events = list(decode_member(handle.read(job.length)))
-            except (OSError, EOFError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                problems.append(
-                    ArchiveProblem(message=f"its events do not decode ({exc})", job_id=job.job_id)
-                )
-                continue
-            total += len(events)
-            if len(events) != job.events or any(event.job_id != job.job_id for event in events):
-                problems.append(
-                    ArchiveProblem(
-                        message=f"{len(events)} events of it, the manifest says {job.events}",
-                        job_id=job.job_id,
-                    )
-                )
-                continue
-            broken = first_break((event.link() for event in events), head=bytes.fromhex(job.head))
-            if broken is not None:
-                problems.append(
-                    ArchiveProblem(message=broken.reason, job_id=broken.job_id, version=broken.version)
-                )
-    if total != manifest.events:
-        problems.append(ArchiveProblem(message=f"{total} events in it, the manifest says {manifest.events}"))
-    return problems
 
 
 def _archived(position: int, link: ChainLink) -> ArchivedEvent:

@@ -1,21 +1,35 @@
-"""``chronik events verify``: walk the hash chains, in the database and in archive files."""
+"""Checking history: the hash chains in the database, and archive files against their manifests.
+
+``chronik events verify`` uses it, and so does the archiver, which reads every file it wrote back
+before a partition may leave.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from uuid import UUID
 
 import msgspec
 
+from chronik.adapters.archive_store import ArchiveStore
 from chronik.adapters.postgres import partitions
 from chronik.adapters.postgres.database import Database
-from chronik.core.archive_format import Manifest
+from chronik.core.archive_format import Manifest, decode_member
 from chronik.core.chain import ChainBreak, first_break
-from chronik.core.errors import InvalidInput, JobNotFound
+from chronik.core.errors import ChronikError, InvalidInput, JobNotFound
 
-from .retention import manifest_key, verify_file
-
-__all__ = ["ChainReport", "verify_archive_file", "verify_chains", "verify_job"]
+__all__ = [
+    "ArchiveError",
+    "ArchiveProblem",
+    "ChainReport",
+    "manifest_key",
+    "verify_archive_file",
+    "verify_chains",
+    "verify_file",
+    "verify_job",
+    "verify_stored",
+]
 
 _PAGE = 500
 
@@ -83,3 +97,84 @@ def verify_archive_file(path: Path) -> ChainReport:
         first_break=broken,
         problems=tuple(str(problem) for problem in problems),
     )
+
+
+class ArchiveError(ChronikError):
+    """An archive could not be written or did not verify; nothing left the database."""
+
+    code = "ARCHIVE_FAILED"
+
+
+def manifest_key(archive_key: str) -> str:
+    """The manifest's key beside its archive file."""
+    return archive_key.removesuffix(".jsonl.gz") + ".manifest.json"
+
+
+async def verify_stored(store: ArchiveStore, key: str, scratch: Path) -> Manifest:
+    """Read an archive file and its manifest back and check them against each other.
+
+    ``ArchiveError`` names what does not match: size, SHA-256, a job's member, its event
+    count, or its hash chain up to the head the manifest records.
+    """
+    manifest = msgspec.json.decode(await store.read(manifest_key(key)), type=Manifest)
+    await store.fetch_file(key, scratch)
+    problems = verify_file(scratch, manifest)
+    if problems:
+        raise ArchiveError(f"{store.uri(key)} did not verify: {problems[0]}")
+    return manifest
+
+
+class ArchiveProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing wrong with an archive file; ``job_id`` and ``version`` when it is a job's."""
+
+    message: str
+    job_id: UUID | None = None
+    version: int | None = None
+
+    def __str__(self) -> str:
+        if self.job_id is None:
+            return self.message
+        where = f"job {self.job_id}" + ("" if self.version is None else f" version {self.version}")
+        return f"{where}: {self.message}"
+
+
+def verify_file(path: Path, manifest: Manifest) -> list[ArchiveProblem]:
+    """What is wrong with an archive file, as its manifest describes it (empty: nothing)."""
+    problems: list[ArchiveProblem] = []
+    size = path.stat().st_size
+    if size != manifest.bytes:
+        problems.append(ArchiveProblem(message=f"it has {size} bytes, the manifest says {manifest.bytes}"))
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != manifest.sha256:
+        problems.append(ArchiveProblem(message="its SHA-256 is not the manifest's: the file was changed"))
+    total = 0
+    with path.open("rb") as handle:
+        for job in manifest.jobs:
+            handle.seek(job.offset)
+            try:
+                events = list(decode_member(handle.read(job.length)))
+            except (OSError, EOFError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                problems.append(
+                    ArchiveProblem(message=f"its events do not decode ({exc})", job_id=job.job_id)
+                )
+                continue
+            total += len(events)
+            if len(events) != job.events or any(event.job_id != job.job_id for event in events):
+                problems.append(
+                    ArchiveProblem(
+                        message=f"{len(events)} events of it, the manifest says {job.events}",
+                        job_id=job.job_id,
+                    )
+                )
+                continue
+            broken = first_break((event.link() for event in events), head=bytes.fromhex(job.head))
+            if broken is not None:
+                problems.append(
+                    ArchiveProblem(message=broken.reason, job_id=broken.job_id, version=broken.version)
+                )
+    if total != manifest.events:
+        problems.append(ArchiveProblem(message=f"{total} events in it, the manifest says {manifest.events}"))
+    return problems

@@ -27,8 +27,8 @@ import msgspec
 import psycopg
 import pytest
 
-from chronik._runtime.retention import Archiver, RetentionPolicy, manifest_key, verify_file
-from chronik._runtime.verify import verify_chains
+from chronik._runtime.retention import Archiver, RetentionPolicy
+from chronik._runtime.verify import manifest_key, verify_chains, verify_file
 from chronik.adapters.archive_store import FolderArchive
 from chronik.adapters.postgres import partitions
 from chronik.core import ids
