@@ -11,15 +11,19 @@ reuses ``refold_differences``, as the test suite does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
+from chaos.receiver import Receiver
 from chronik.adapters.postgres.jobs import refold_differences
+from chronik.adapters.postgres.listener import LISTENER_APPLICATION_NAME
 
-__all__ = ["Findings", "check", "tasks_held", "unfinished"]
+__all__ = ["Findings", "check", "listeners", "notifications_pending", "tasks_held", "unfinished"]
 
 TERMINAL = ("finished", "failed", "cancelled")
+NOTICE_OF = {"finished": "job_finished", "failed": "job_failed", "cancelled": "job_cancelled"}
 
 
 @dataclass
@@ -42,24 +46,52 @@ class Findings:
     """Jobs whose ``jobs`` row is not the fold of their events."""
     unexpected: list[str] = field(default_factory=list)
     """Jobs in the database that no create of the load made."""
+    waiting: int = 0
+    """Jobs that legitimately wait: left waiting for a decision on purpose, its deadline ahead."""
+    notifications: int = 0
+    """Webhook notifications the ended jobs owed (one each)."""
+    redelivered: int = 0
+    """Notifications the receiver accepted more than once (at least once at work; no defect)."""
+    webhooks: list[str] = field(default_factory=list)
+    """A notification owed and not delivered, under an id that is not the job's end event, with
+    two bodies under one id, badly signed, or arrived without an outbox row."""
 
     @property
     def ok(self) -> bool:
         return not (
-            self.lost or self.duplicated or self.stuck or self.failed or self.row_differs or self.unexpected
+            self.lost
+            or self.duplicated
+            or self.stuck
+            or self.failed
+            or self.row_differs
+            or self.unexpected
+            or self.webhooks
         )
 
 
-async def check(dsn: str, accepted: dict[str, str], unanswered: set[str]) -> Findings:
-    """Check every invariant of docs/reliability.md on the database behind ``dsn``."""
+async def check(
+    dsn: str,
+    accepted: dict[str, str],
+    unanswered: set[str],
+    *,
+    parked: dict[str, str] | None = None,
+    receiver: Receiver | None = None,
+) -> Findings:
+    """Check every invariant of docs/reliability.md on the database behind ``dsn``: ``parked`` jobs
+    may still wait for their decision; with a ``receiver``, every ended job's webhook must be in it."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await _check(conn, accepted, unanswered)
+        found = await _check(conn, accepted, unanswered, set((parked or {}).values()))
+        if receiver is not None:
+            await _check_webhooks(conn, receiver, found)
+        return found
     finally:
         await conn.close()
 
 
-async def _check(conn: asyncpg.Connection, accepted: dict[str, str], unanswered: set[str]) -> Findings:
+async def _check(
+    conn: asyncpg.Connection, accepted: dict[str, str], unanswered: set[str], parked: set[str]
+) -> Findings:
     found = Findings()
     expected = {key: UUID(job_id) for key, job_id in accepted.items()}
     for row in await conn.fetch(
@@ -81,7 +113,13 @@ async def _check(conn: asyncpg.Connection, accepted: dict[str, str], unanswered:
         if key not in expected:
             found.unexpected.append(f"key {key}: job {job_ids[0]}")
 
-    rows = {r["job_id"]: r for r in await conn.fetch("SELECT job_id, status, current_state FROM jobs")}
+    rows = {
+        r["job_id"]: r
+        for r in await conn.fetch(
+            "SELECT job_id, status, current_state, now() AS now,"
+            " (state->'approval'->>'timeout_at')::timestamptz AS decide_by FROM jobs"
+        )
+    }
     logged = {r["job_id"] for r in created}
     for key, job_id in expected.items():
         if job_id not in logged or job_id not in rows:
@@ -109,6 +147,8 @@ async def _check(conn: asyncpg.Connection, accepted: dict[str, str], unanswered:
     for job_id, row in rows.items():
         if row["status"] == "failed":
             found.failed.append(f"job {job_id} failed in {row['current_state']}")
+        elif _legitimately_waiting(row, str(job_id) in parked):
+            found.waiting += 1
         elif row["status"] not in TERMINAL:
             found.stuck.append(f"job {job_id}: {row['status']} in {row['current_state']}")
         differences = await refold_differences(conn, job_id)
@@ -117,11 +157,81 @@ async def _check(conn: asyncpg.Connection, accepted: dict[str, str], unanswered:
     return found
 
 
-async def unfinished(dsn: str) -> int:
-    """Jobs that have not ended yet."""
+def _legitimately_waiting(row: asyncpg.Record, parked: bool) -> bool:
+    """A job left waiting for its decision on purpose, whose decision is not overdue."""
+    decide_by: datetime | None = row["decide_by"]
+    waits = row["status"] == "waiting_for_human"
+    return parked and waits and decide_by is not None and decide_by > row["now"]
+
+
+async def _check_webhooks(conn: asyncpg.Connection, receiver: Receiver, found: Findings) -> None:
+    """Every ended job owes one notification, under the id ``<job_id>:<version of its end event>``;
+    the receiver must have it (at least once) and only ever one body under that id."""
+    outbox = {
+        r["event_id"]: r
+        for r in await conn.fetch(
+            "SELECT d.event_id, d.job_id, d.event, d.status, d.attempts, e.type AS logged"
+            " FROM webhook_deliveries d LEFT JOIN events e"
+            " ON e.job_id = d.job_id AND e.version = split_part(d.event_id, ':', 2)::int"
+            " AND e.job_time = chronik_job_time_v1(d.job_id)"
+        )
+    }
+    ended = await conn.fetch("SELECT job_id, status FROM jobs WHERE status = ANY($1::text[])", TERMINAL)
+    owed = {(r["job_id"], NOTICE_OF[r["status"]]) for r in ended}
+    found.notifications = len(owed)
+    noted = {(r["job_id"], r["event"]) for r in outbox.values()}
+    for job_id, event in sorted(owed - noted):
+        found.webhooks.append(f"job {job_id}: no {event} notification in the outbox")
+    for event_id, row in outbox.items():
+        if row["logged"] not in ("JobFinished", "JobFailed", "JobCancelled", "JobQuarantined"):
+            found.webhooks.append(f"{event_id}: the id names event {row['logged']!r}, not the job's end")
+        if row["status"] != "delivered":
+            found.webhooks.append(f"{event_id}: {row['status']} after {row['attempts']} attempts")
+        elif event_id not in receiver.receipts:
+            found.webhooks.append(f"{event_id}: marked delivered, never received")
+    for event_id, bodies in receiver.bodies.items():
+        if event_id not in outbox:
+            found.webhooks.append(f"{event_id}: received, no such notification in the outbox")
+        if len(bodies) > 1:
+            found.webhooks.append(f"{event_id}: {len(bodies)} different bodies under one id")
+    found.webhooks.extend(f"{event_id}: bad signature" for event_id in receiver.bad_signatures)
+    found.redelivered = receiver.redelivered
+
+
+async def unfinished(dsn: str, parked: dict[str, str] | None = None) -> int:
+    """Jobs that have not ended yet, leaving out those ``parked`` on purpose."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status <> ALL($1::text[])", TERMINAL))
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE status <> ALL($1::text[]) AND NOT job_id = ANY($2::uuid[])",
+                TERMINAL,
+                [UUID(job_id) for job_id in (parked or {}).values()],
+            )
+        )
+    finally:
+        await conn.close()
+
+
+async def notifications_pending(dsn: str) -> int:
+    """Webhook notifications not yet delivered (or given up)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"))
+    finally:
+        await conn.close()
+
+
+async def listeners(dsn: str) -> list[tuple[int, datetime]]:
+    """(pid, session start) of every instance's LISTEN session on the database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = $1 ORDER BY pid",
+            LISTENER_APPLICATION_NAME,
+        )
+        return [(r["pid"], r["backend_start"]) for r in rows]
     finally:
         await conn.close()
 

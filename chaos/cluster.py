@@ -20,11 +20,12 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CLIENT_TOKEN", "Cluster", "Process"]
+__all__ = ["CLIENT_TOKEN", "WEBHOOK_SECRET", "Cluster", "Process"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_TOKEN = "chaos-client-token"
 WORKER_TOKEN = "chaos-worker-token"
+WEBHOOK_SECRET = "chaos-webhook-secret"
 APP = "chaos.flows:blueprints"
 WORKER_APP = "chaos.flows:worker"
 
@@ -35,6 +36,9 @@ SETTINGS = {
     "STEP_LEASE_SECONDS": "10",
     "TASK_LEASE_SECONDS": "10",
     "WATCHER_INTERVAL_SECONDS": "1",
+    # The receiver (chaos/receiver.py) refuses one request in ten; the first retry comes within
+    # half a second instead of two, so that a run's notifications are all in when it ends.
+    "WEBHOOK_RETRY_BASE_SECONDS": "0.5",
 }
 
 
@@ -102,6 +106,7 @@ class Cluster:
             "DATABASE_URL": self.dsn,
             "CLIENT_TOKEN": CLIENT_TOKEN,
             "GLOBAL_WORKER_TOKEN": WORKER_TOKEN,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "LOG_LEVEL": "INFO",
             **SETTINGS,
         }

@@ -77,6 +77,15 @@ class ControlledPostgres:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def hold_lock(self, table: str, seconds: float) -> None:
+        """Another program's transaction holds ``LOCK TABLE table IN ACCESS EXCLUSIVE MODE`` for
+        ``seconds``: a migration, a ``VACUUM FULL``, an operator's mistake. Every statement that
+        touches the table waits behind it."""
+        with psycopg.connect(self.dsn, connect_timeout=5, application_name="chaos-locker") as conn:
+            conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            time.sleep(seconds)
+            conn.rollback()
+
     def close(self) -> None:
         """Stop the server (whatever state the scenario left it in)."""
         with contextlib.suppress(Exception):  # already stopped

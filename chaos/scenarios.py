@@ -24,13 +24,14 @@ from typing import Any
 
 import asyncpg
 
-from chaos.checks import Findings, check, tasks_held, unfinished
-from chaos.cluster import Cluster, wait_ready
+from chaos.checks import Findings, check, listeners, notifications_pending, tasks_held, unfinished
+from chaos.cluster import WEBHOOK_SECRET, Cluster, wait_ready
 from chaos.load import Load
 from chaos.pg import ControlledPostgres, start_controlled
+from chaos.receiver import Receiver
 from chronik._runtime.setup import prepare_database
 
-__all__ = ["SCENARIOS", "Result", "Timing", "run_scenario"]
+__all__ = ["SCENARIOS", "Result", "Timing", "drain", "migrate", "read_logs", "run_scenario"]
 
 RECOVERY_LIMIT = 30.0
 RECOVERED = 0.9
@@ -48,6 +49,7 @@ class Timing:
     terminate_for: float = 20.0
     orchestrator_kills: int = 10
     worker_kills: int = 6
+    lock_for: float = 20.0
 
     @classmethod
     def short(cls) -> Timing:
@@ -60,6 +62,7 @@ class Timing:
             terminate_for=8.0,
             orchestrator_kills=3,
             worker_kills=2,
+            lock_for=12.0,
         )
 
 
@@ -83,6 +86,10 @@ class Result:
     log_problems: list[str] = field(default_factory=list)
     """Error lines and tracebacks in the processes' logs that nothing explains."""
     log_explained: dict[str, int] = field(default_factory=dict)
+    listeners: str = ""
+    """The instances' LISTEN sessions before the fault and after recovery, and how many are new."""
+    listener_problem: str = ""
+    """Set when an instance had no LISTEN session after recovery, or kept one the fault ended."""
     findings: Findings = field(default_factory=Findings)
 
     @property
@@ -93,6 +100,7 @@ class Result:
     def ok(self) -> bool:
         return (
             self.findings.ok
+            and not self.listener_problem
             and not self.server_errors
             and not self.log_problems
             and self.recovery is not None
@@ -167,6 +175,12 @@ async def kill_worker(pg: ControlledPostgres, cluster: Cluster, timing: Timing, 
     result.fault_detail = f"kill -9 of a worker, {mid_task} of them holding a task"
 
 
+async def lock_jobs(pg: ControlledPostgres, cluster: Cluster, timing: Timing, result: Result) -> None:
+    await asyncio.to_thread(pg.hold_lock, "jobs", timing.lock_for)
+    result.faults = 1
+    result.fault_detail = f"LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE, {timing.lock_for:g} s, another session"
+
+
 SCENARIOS: dict[str, Fault] = {
     "restart-fast": restart_fast,
     "restart-immediate": restart_immediate,
@@ -174,7 +188,11 @@ SCENARIOS: dict[str, Fault] = {
     "terminate": terminate,
     "kill-orchestrator": kill_orchestrator,
     "kill-worker": kill_worker,
+    "lock-jobs": lock_jobs,
 }
+
+ENDS_SESSIONS = {"restart-fast", "restart-immediate", "down-30s", "terminate"}
+"""Scenarios whose fault ends every session: each LISTEN session after recovery must be a new one."""
 
 # Log lines the faults make on purpose, and why each is no defect. Anything else is reported.
 EXPLAINED: dict[str, re.Pattern[str]] = {}
@@ -185,45 +203,84 @@ async def run_scenario(name: str, folder: Path, timing: Timing) -> Result:
     result = Result(name)
     pg = await asyncio.to_thread(start_controlled, folder / "pgdata")
     cluster = Cluster(pg.dsn, folder)
+    receiver = Receiver(WEBHOOK_SECRET)
     try:
-        conn = await asyncpg.connect(pg.dsn)
-        try:
-            await prepare_database(conn)
-        finally:
-            await conn.close()
+        await migrate(pg.dsn)
         await asyncio.to_thread(cluster.start)
-        load = Load(cluster.urls, clients=timing.clients)
+        load = Load(cluster.urls, clients=timing.clients, webhook_url=await receiver.start())
         running = asyncio.create_task(load.run())
         await asyncio.sleep(timing.warmup)
         began = time.monotonic()
         await asyncio.sleep(timing.baseline)
-        result.before = load.rate(began, time.monotonic())
+        result.before = load.rate_between(began, time.monotonic())
+        listening = await listeners(pg.dsn)
         fault_began = time.monotonic()
         await SCENARIOS[name](pg, cluster, timing, result)
         ended = time.monotonic()
         result.fault_seconds = ended - fault_began
         result.recovery, result.after = await _recovery(load, ended, result.before, timing)
+        _check_listeners(result, listening, await listeners(pg.dsn), len(cluster.instances))
         load.stop(drain=90)
         await running
-        for _ in range(60):  # the load has followed its jobs; anything else left should end soon too
-            if not await unfinished(pg.dsn):
-                break
-            await asyncio.sleep(0.5)
+        await drain(pg.dsn, load.parked)
         await asyncio.to_thread(cluster.stop)
         result.statuses = {str(status): count for status, count in sorted(load.statuses.items())}
         result.connection_errors = dict(load.errors)
         result.server_errors = load.server_errors
-        result.findings = await check(pg.dsn, load.accepted, load.unanswered)
+        result.findings = await check(
+            pg.dsn, load.accepted, load.unanswered, parked=load.parked, receiver=receiver
+        )
     finally:
+        await receiver.stop()
         await asyncio.to_thread(cluster.stop)
         await asyncio.to_thread(pg.close)
+    result.log_problems, result.log_explained = read_logs(cluster)
+    return result
+
+
+async def migrate(dsn: str) -> None:
+    """Bring the harness's fresh database to chronik's schema."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await prepare_database(conn)
+    finally:
+        await conn.close()
+
+
+async def drain(dsn: str, parked: dict[str, str], *, within: float = 60.0) -> None:
+    """Wait (at most ``within`` s) until every job the load made has ended, but those it left waiting
+    on purpose, and every webhook notification is delivered: the load has followed its jobs; what
+    is left should end soon."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not await unfinished(dsn, parked) and not await notifications_pending(dsn):
+            return
+        await asyncio.sleep(0.5)
+
+
+def _check_listeners(
+    result: Result, before: list[tuple[int, Any]], after: list[tuple[int, Any]], instances: int
+) -> None:
+    new = len({pid for pid, _ in after} - {pid for pid, _ in before})
+    result.listeners = f"{len(before)} before, {len(after)} after recovery, {new} new"
+    if len(after) != instances:
+        result.listener_problem = f"{len(after)} LISTEN sessions after recovery for {instances} instances"
+    elif result.scenario in ENDS_SESSIONS and new != instances:
+        result.listener_problem = f"only {new} of {instances} LISTEN sessions are new after the fault"
+
+
+def read_logs(cluster: Cluster) -> tuple[list[str], dict[str, int]]:
+    """Every error line and traceback of the processes' logs: (those nothing explains, explained
+    ones counted by reason)."""
+    problems: list[str] = []
+    explained: dict[str, int] = {}
     for process, line in cluster.log_problems():
         reason = next((why for why, pattern in EXPLAINED.items() if pattern.search(line)), None)
         if reason is None:
-            result.log_problems.append(f"{process}: {line[:400]}")
+            problems.append(f"{process}: {line[:400]}")
         else:
-            result.log_explained[reason] = result.log_explained.get(reason, 0) + 1
-    return result
+            explained[reason] = explained.get(reason, 0) + 1
+    return problems, explained
 
 
 async def _recovery(load: Load, ended: float, before: float, timing: Timing) -> tuple[float | None, float]:
@@ -233,8 +290,8 @@ async def _recovery(load: Load, ended: float, before: float, timing: Timing) -> 
         until = start + timing.window
         if time.monotonic() < until:
             await asyncio.sleep(until - time.monotonic())
-        if load.rate(start, until) >= RECOVERED * before:
+        if load.rate_between(start, until) >= RECOVERED * before:
             await asyncio.sleep(max(0.0, start + timing.baseline - time.monotonic()))
-            return start - ended, load.rate(start, start + timing.baseline)
+            return start - ended, load.rate_between(start, start + timing.baseline)
         start += 0.5
-    return None, load.rate(start - 0.5, start - 0.5 + timing.window)
+    return None, load.rate_between(start - 0.5, start - 0.5 + timing.window)

@@ -21,9 +21,14 @@ import structlog
 
 from .queries import QUERIES
 
-__all__ = ["Listener", "Signal"]
+__all__ = ["LISTENER_APPLICATION_NAME", "Listener", "Signal"]
 
 log = structlog.get_logger("chronik.listener")
+
+LISTENER_APPLICATION_NAME = "chronik-listener"
+"""The ``application_name`` of each instance's LISTEN session: an operator (and the fault harness)
+sees it in ``pg_stat_activity``. Not ``chronik``: it never appends, so the projections' horizon
+(``chronik_log_horizon_v1``) has no reason to wait for it."""
 
 _PING_SECONDS = 60.0
 _PING_TIMEOUT_SECONDS = 10.0
@@ -110,7 +115,8 @@ class Listener:
         backoff = 0.1
         while True:
             try:
-                conn = await asyncpg.connect(self._dsn)
+                settings = {"application_name": LISTENER_APPLICATION_NAME}
+                conn = await asyncpg.connect(self._dsn, server_settings=settings)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("listener_connect_failed", error=str(exc), retry_in=backoff)
                 await asyncio.sleep(backoff)

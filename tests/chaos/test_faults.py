@@ -2,10 +2,12 @@
 
 Each runs the fault harness (chaos/) for real: its own embedded PostgreSQL on a temporary
 folder (never the system's), two ``chronik serve`` instances, two workers and a steady load
-of jobs with a fan-out, a timer and approvals, then checks every invariant: no job lost,
-stuck or duplicated, no event lost or written twice, every row equal to the fold of its log,
-every task attempt's result applied once, no 500 and no unexplained error in the logs, and
-throughput back to 90 % of its baseline within 30 s. ``python -m chaos --all`` runs the full
+of jobs with a fan-out, a timer, approvals and a webhook each, then checks every invariant:
+no job lost, stuck or duplicated (some are left waiting for a decision on purpose, and must
+be told apart), no event lost or written twice, every row equal to the fold of its log,
+every task attempt's result applied once, every ended job's webhook received under its
+stable id, each instance's LISTEN session back (a new one), no 500 and no unexplained error
+in the logs, and throughput back to 90 % of its baseline within 30 s. ``python -m chaos --all`` runs the full
 forms, docs/reliability.md has their figures.
 """
 
@@ -32,6 +34,8 @@ async def test_the_invariants_hold_through_the_fault(scenario: str, tmp_path: Pa
     assert result.faults >= 1, report
     assert not found.lost and not found.duplicated and not found.unexpected, report
     assert not found.stuck and not found.failed and not found.row_differs, report
+    assert found.notifications >= 10 and not found.webhooks, report
+    assert not result.listener_problem, report
     assert result.http_500s == 0 and not result.server_errors, report
     assert not result.log_problems, report
     assert result.recovery is not None and result.recovery <= 30, report
