@@ -10,8 +10,10 @@ reuses ``refold_differences``, as the test suite does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -20,7 +22,15 @@ from chaos.receiver import Receiver
 from chronik.adapters.postgres.jobs import refold_differences
 from chronik.adapters.postgres.listener import LISTENER_APPLICATION_NAME
 
-__all__ = ["Findings", "check", "listeners", "notifications_pending", "tasks_held", "unfinished"]
+__all__ = [
+    "Findings",
+    "check",
+    "legitimately_waiting",
+    "listeners",
+    "notifications_pending",
+    "tasks_held",
+    "unfinished",
+]
 
 TERMINAL = ("finished", "failed", "cancelled")
 NOTICE_OF = {"finished": "job_finished", "failed": "job_failed", "cancelled": "job_cancelled"}
@@ -147,7 +157,7 @@ async def _check(
     for job_id, row in rows.items():
         if row["status"] == "failed":
             found.failed.append(f"job {job_id} failed in {row['current_state']}")
-        elif _legitimately_waiting(row, str(job_id) in parked):
+        elif legitimately_waiting(row, str(job_id) in parked):
             found.waiting += 1
         elif row["status"] not in TERMINAL:
             found.stuck.append(f"job {job_id}: {row['status']} in {row['current_state']}")
@@ -157,7 +167,7 @@ async def _check(
     return found
 
 
-def _legitimately_waiting(row: asyncpg.Record, parked: bool) -> bool:
+def legitimately_waiting(row: Mapping[str, Any], parked: bool) -> bool:
     """A job left waiting for its decision on purpose, whose decision is not overdue."""
     decide_by: datetime | None = row["decide_by"]
     waits = row["status"] == "waiting_for_human"
