@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
 from litestar.types import ExceptionHandlersMap
 
-from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
+from chronik.adapters.postgres.database import BUSY_ERRORS, UNAVAILABLE_ERRORS, as_busy
 from chronik.core.errors import ChronikError, DatabaseBusy, RateLimited
 
 from .schemas import ErrorBody, ErrorDetail
@@ -45,7 +45,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "FILES_NOT_CONFIGURED": 501,
     # An archive that cannot be read or does not verify: the job exists, its history is not at hand.
     "ARCHIVE_FAILED": 503,
-    # Every pooled connection stayed busy (pool exhausted, or a database slowed by locks).
+    # Every pooled connection stayed busy (pool exhausted, or a database slowed by locks), or a
+    # statement was cut by DB_LOCK_TIMEOUT_SECONDS or DB_STATEMENT_TIMEOUT_SECONDS.
     "DATABASE_BUSY": 503,
 }
 
@@ -119,6 +120,10 @@ _RETRY_AFTER_SECONDS = 2
 
 
 def _internal_or_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # Busy first: a cancelled statement (57014) is also an OperatorInterventionError. The database
+    # module makes DatabaseBusy of these on its connections; this catches one met anywhere else.
+    if isinstance(exc, BUSY_ERRORS):
+        return _chronik_error(request, as_busy(exc))
     if isinstance(exc, UNAVAILABLE_ERRORS):
         return _database_unavailable(request, exc)
     return _internal_error(request, exc)

@@ -150,6 +150,8 @@ class Engine:
                 self._database_url,
                 max_size=self.settings.pool_max_size,
                 acquire_timeout=self.settings.pool_timeout,
+                lock_timeout=self.settings.lock_timeout,
+                statement_timeout=self.settings.statement_timeout,
             )
             if run_migrations:
                 async with self._db.connection() as conn:

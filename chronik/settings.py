@@ -40,6 +40,8 @@ ENVIRONMENT: dict[str, str] = {
     "ENABLE_CLIENT_API": "false: serve only the worker routes and /_public (no client API)",
     "CONSOLE_ENABLED": "false: no web console at /console",
     "DB_POOL_TIMEOUT_SECONDS": "how long a request waits for a database connection before a 503",
+    "DB_LOCK_TIMEOUT_SECONDS": "how long a statement waits for a lock before a 503 (0: no limit)",
+    "DB_STATEMENT_TIMEOUT_SECONDS": "how long a statement may run before a 503 (0: no limit)",
     "PARTITION_DAYS": "days of job creations per partition of the log (default 7)",
     "RETENTION_DAYS": "days ended jobs stay before they are archived; unset: history stays",
     "RETENTION_FAILED_DAYS": "days failed and quarantined jobs stay, when longer than RETENTION_DAYS",
@@ -106,6 +108,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_timeout: float = 30.0
     """``DB_POOL_TIMEOUT_SECONDS``: how long a request waits for a free database connection before
     it answers 503 ``DATABASE_BUSY`` (with ``Retry-After``)."""
+    lock_timeout: float = 10.0
+    """``DB_LOCK_TIMEOUT_SECONDS``: how long a statement on a pooled connection waits for a lock that
+    another session holds (a long transaction, ``LOCK TABLE``, a migration) before it is cancelled,
+    its transaction rolled back, and a request answers 503 ``DATABASE_BUSY``; 0: no limit."""
+    statement_timeout: float = 30.0
+    """``DB_STATEMENT_TIMEOUT_SECONDS``: how long a statement on a pooled connection may run before
+    it is cancelled, its transaction rolled back, and a request answers 503 ``DATABASE_BUSY``; 0: no
+    limit. Work that legitimately runs long (migrations, the archive, export and import) lifts it."""
     instance_id: str = ""
     """``INSTANCE_ID``: this instance's name in logs and event metadata; host and pid by default."""
     serve_processes: int = 1
@@ -205,6 +215,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             step_lease_seconds=_number(env, "STEP_LEASE_SECONDS", float, 300.0, minimum=1),
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", int, 20, minimum=2),
             pool_timeout=_number(env, "DB_POOL_TIMEOUT_SECONDS", float, 30.0, minimum=0.1),
+            lock_timeout=_number(env, "DB_LOCK_TIMEOUT_SECONDS", float, 10.0, minimum=0, maximum=86400.0),
+            statement_timeout=_number(
+                env, "DB_STATEMENT_TIMEOUT_SECONDS", float, 30.0, minimum=0, maximum=86400.0
+            ),
             instance_id=env.get("INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
             serve_processes=_number(env, "SERVE_PROCESSES", int, 1, minimum=1),
             global_worker_token=env.get("GLOBAL_WORKER_TOKEN") or None,

@@ -185,7 +185,11 @@ class RateLimited(ChronikError):
 
 
 class DatabaseBusy(ChronikError):
-    """Every database connection of this instance stayed busy; try again shortly."""
+    """The database is too busy or too locked to serve this now; nothing was written; try again shortly.
+
+    Raised when every pooled connection stayed busy, and when a statement was cut by a lock or
+    statement timeout (its transaction rolled back); the message says which, and what to do.
+    """
 
     code = "DATABASE_BUSY"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chronik.adapters.postgres import checkpoints, projection_tables
-from chronik.adapters.postgres.database import Connection, savepoint
+from chronik.adapters.postgres.database import Connection, lift_timeouts, savepoint
 
 from .attempts import TaskAttempts
 from .framework import Projector
@@ -31,6 +31,9 @@ async def ensure_projections(conn: Connection) -> list[str]:
     """
     created: list[str] = []
     async with savepoint(conn):
+        # Set-up, like the migrations before it: an instance starting beside another waits its
+        # turn at the lock below instead of failing its start after DB_LOCK_TIMEOUT_SECONDS.
+        await lift_timeouts(conn, lock=True)
         await projection_tables.ensure_setup_lock(conn)
         grants = await projection_tables.analytics_grants(conn)
         for projector in PROJECTORS:

@@ -38,6 +38,10 @@ class SingletonLock:
         """
         if self._conn is None or self._conn.is_closed():
             self._holding = False
+            # No lock_timeout or statement_timeout (the pool's DB_LOCK_TIMEOUT_SECONDS and
+            # DB_STATEMENT_TIMEOUT_SECONDS), on purpose: this session only tries for the lock
+            # (pg_try_advisory_lock never waits) and pings, so neither could cut anything, while
+            # the lock it holds is session-level and lives exactly as long as the connection.
             self._conn = await asyncpg.connect(self._dsn)
         if self._holding:
             await self._conn.fetchval(QUERIES["ping"])

@@ -16,6 +16,7 @@ import asyncpg
 
 from chronik.core.errors import MigrationError
 
+from .database import lift_timeouts
 from .queries import QUERIES
 
 __all__ = ["Migration", "applied_migrations", "available_migrations", "migrate", "pending_migrations"]
@@ -60,6 +61,11 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     done: list[str] = []
     for migration in available_migrations():
         async with conn.transaction():
+            # No DB_LOCK_TIMEOUT_SECONDS nor DB_STATEMENT_TIMEOUT_SECONDS here: a migration may copy
+            # the whole log (0020), and an instance starting beside one that migrates waits for the
+            # lock below for as long as that takes; cut, either would fail the start half-way
+            # through a deploy. A migration runs once per version, before the instance serves.
+            await lift_timeouts(conn, lock=True)
             await conn.execute(QUERIES["lock_migrations"])
             await conn.execute(QUERIES["create_migrations_table"])
             applied = await applied_migrations(conn)

@@ -18,7 +18,7 @@ import msgspec
 
 from chronik.adapters.postgres import archive, partitions
 from chronik.adapters.postgres.archive import ExportedEvent
-from chronik.adapters.postgres.database import Connection, savepoint
+from chronik.adapters.postgres.database import Connection, lift_timeouts, savepoint
 from chronik.core.chain import event_hash
 from chronik.core.errors import InvalidInput
 from chronik.core.events import decode_event
@@ -57,6 +57,8 @@ async def export_events(store: JobStore, out: IO[str], *, since: int = 0) -> int
     """Write every event after position ``since`` to ``out``, one JSON object a line; how many."""
     count = 0
     async with store.database.transaction(readonly=True) as conn:
+        # The whole log: a page may legitimately take longer than DB_STATEMENT_TIMEOUT_SECONDS.
+        await lift_timeouts(conn)
         async for event in archive.stream_events(conn, since=since):
             line = {
                 "position": event.position,
@@ -94,6 +96,10 @@ async def import_events(
     count = 0
     async with store.database.connection() as conn:
         async with savepoint(conn):
+            # One transaction over the whole file, counting the whole log first (a restore's may be
+            # large): no statement of it is cut by DB_STATEMENT_TIMEOUT_SECONDS. The projections'
+            # rebuild after it runs in pages, each well within it.
+            await lift_timeouts(conn)
             existing = await archive.count_events(conn)
             if existing and not restore:
                 raise InvalidInput(

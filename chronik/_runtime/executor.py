@@ -216,11 +216,11 @@ class StepExecutor:
             await self._step(step, bound)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            # Our own failure (the database went away, say), not the handler's: try again later.
-            # ``attempts`` counts every claim of the job's step (it is the claim's token, never reset).
+        except Exception as exc:
+            # Our own failure (the database went away or is busy, say), not the handler's: try again
+            # later. ``attempts`` counts every claim of the job's step (the claim's token, never reset).
             delay = min(60.0, 2.0 ** min(step.attempts, 6))
-            bound.exception("step_failed", retry_in=delay)
+            log_failure(exc, "step_failed", job_id=str(step.job_id), attempt=step.attempts, retry_in=delay)
             with contextlib.suppress(Exception):
                 await self._store.retry_step(step, delay_seconds=delay, instance=self._instance)
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS
+from chronik.adapters.postgres.database import BUSY_ERRORS, UNAVAILABLE_ERRORS
 from chronik.adapters.postgres.listener import Signal
 
 __all__ = ["BUSY", "jittered", "log_failure", "run_loop", "wait_any"]
@@ -40,9 +40,12 @@ def log_failure(exc: Exception, event: str, **context: object) -> None:
 
     A database that is restarting, down or cutting sessions is an operator's event, not
     chronik's error: the loop simply tries again after its wait (found by the fault harness,
-    whose restart-fast scenario filled the log with tracebacks of every loop).
+    whose restart-fast scenario filled the log with tracebacks of every loop). So is a busy
+    one: a statement cut by the lock or statement timeout, or no free pooled connection.
     """
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if isinstance(exc, BUSY_ERRORS):  # first: a cancelled statement is an UNAVAILABLE_ERROR too
+        log.warning("database_busy", during=event, error=f"{type(exc).__name__}: {exc}", **context)
+    elif isinstance(exc, UNAVAILABLE_ERRORS):
         log.warning("database_unavailable", during=event, error=f"{type(exc).__name__}: {exc}", **context)
     else:
         log.exception(event, **context)

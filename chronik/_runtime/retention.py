@@ -29,7 +29,7 @@ import structlog
 
 from chronik.adapters.archive_store import ArchiveStore
 from chronik.adapters.postgres import partitions
-from chronik.adapters.postgres.database import Database
+from chronik.adapters.postgres.database import Database, lift_timeouts
 from chronik.adapters.postgres.locks import SingletonLock
 from chronik.adapters.postgres.partitions import JobIndexEntry, PartitionRow
 from chronik.core.archive_format import ArchivedEvent, Manifest, ManifestJob, encode_member
@@ -176,7 +176,8 @@ class Archiver:
     async def plan(self) -> list[PartitionPlan]:
         """Every closed live partition: whether it may leave now and, if not, what holds it."""
         policy = self._policy
-        async with self._database.connection() as conn:
+        async with self._database.transaction(readonly=True) as conn:
+            await lift_timeouts(conn)  # it reads every job's row: see _archive
             rows = await partitions.plan(
                 conn,
                 default_seconds=_days(policy.default_days),
@@ -214,6 +215,11 @@ class Archiver:
     async def _archive(self, name: str, store: ArchiveStore) -> Archived:
         # What changed since the plan (a job revived, or made in the range) is caught where it
         # matters: the partition drops only if it holds the archived events and no job of it runs.
+        # Each transaction below reads or writes a whole partition (or batches of thousands of
+        # jobs): on a large log one statement may legitimately run longer than
+        # DB_STATEMENT_TIMEOUT_SECONDS, so each lifts it for itself. DB_LOCK_TIMEOUT_SECONDS stays:
+        # a lock the hot path holds makes this round fail and the next one finish the work (see
+        # the module's docstring), rather than queue the archive's locks ahead of the hot path's.
         started = asyncio.get_running_loop().time()
         async with self._database.connection() as conn:
             found = [row for row in await partitions.list_partitions(conn) if row.name == name]
@@ -228,14 +234,17 @@ class Archiver:
             await store.put_bytes(manifest_key(key), msgspec.json.encode(manifest))
             await verify_stored(store, key, Path(folder) / "read-back.jsonl.gz")
         async with self._database.transaction() as conn:
+            await lift_timeouts(conn)
             for start in range(0, len(index), _INDEX_BATCH):
                 await partitions.record_jobs(conn, name, key, index[start : start + _INDEX_BATCH])
         for start in range(0, len(index), _INDEX_BATCH):
             async with self._database.transaction() as conn:
+                await lift_timeouts(conn)
                 await partitions.forget_jobs(
                     conn, [entry.job_id for entry in index[start : start + _INDEX_BATCH]]
                 )
         async with self._database.transaction() as conn:
+            await lift_timeouts(conn)
             held = await partitions.drop(conn, name, expected=manifest.events)
             dropped = held == manifest.events
             if dropped:
@@ -306,6 +315,7 @@ class Archiver:
 
         with path.open("wb") as handle:
             async with self._database.transaction(readonly=True) as conn:
+                await lift_timeouts(conn)  # the first page sorts the whole partition
                 async for position, link in partitions.stream(conn, lo=row.lo, hi=row.hi):
                     if pending and pending[-1][1].job_id != link.job_id:
                         flush(handle)

@@ -20,7 +20,13 @@ import msgspec
 
 from chronik.adapters.postgres import event_store, idempotency, jobs, limits, steps
 from chronik.adapters.postgres.commit import StepHold, commit
-from chronik.adapters.postgres.database import UNAVAILABLE_ERRORS, Connection, Database, in_transaction
+from chronik.adapters.postgres.database import (
+    BUSY_ERRORS,
+    UNAVAILABLE_ERRORS,
+    Connection,
+    Database,
+    in_transaction,
+)
 from chronik.adapters.postgres.database import savepoint as in_savepoint
 from chronik.core.blueprint import Blueprint
 from chronik.core.deadlines import stamp_state_deadlines
@@ -175,8 +181,8 @@ class JobStore:
         try:
             async with self.database.connection(wait_seconds=5.0) as conn:
                 await steps.give_back_held(conn, after.job_id, instance=hold.instance, version=after.version)
-        except UNAVAILABLE_ERRORS:
-            pass  # the database is still away: the lease runs out, and the step runs then
+        except (*UNAVAILABLE_ERRORS, *BUSY_ERRORS):
+            pass  # the database is still away (or busy): the lease runs out, and the step runs then
 
     def _hold(self, change: JobChange, *, final: bool) -> StepHold | None:
         """Whether this instance takes the step ``change`` makes due now (a slot is reserved)."""

@@ -106,7 +106,8 @@ OFF_HOT_PATH = frozenset(
         "get_checkpoint", "lock_checkpoint", "wait_for_checkpoint", "save_checkpoint", "reset_checkpoint",
         "list_checkpoints", "table_exists", "lock_projection_setup", "analytics_checksum", "analytics_grants",
         "analytics_views", "table_indexes", "try_singleton_lock", "ping", "create_migrations_table",
-        "lock_migrations", "applied_migrations", "record_migration",
+        "lock_migrations", "applied_migrations", "record_migration", "lift_statement_timeout",
+        "lift_lock_timeout",
         # Workers, tokens and console sessions: once per worker, token or sign-in.
         "register_worker", "issue_worker_token", "open_console_session", "find_console_session",
         "close_console_session",

@@ -13,11 +13,13 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import asyncpg
+import pytest
 from structlog.testing import capture_logs
 
 from chronik import Worker
 from chronik._runtime.loops import run_loop
 from chronik.adapters.telemetry.logs import OutageWithoutTraceback
+from chronik.core.errors import DatabaseBusy
 
 SHUTTING_DOWN = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
 
@@ -39,6 +41,20 @@ async def test_a_loop_meeting_an_outage_logs_a_warning_without_traceback() -> No
     assert entry["log_level"] == "warning" and entry["event"] == "database_unavailable"
     assert entry["during"] == "loop_failed" and "shutting down" in entry["error"]
     assert "exc_info" not in entry
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        DatabaseBusy("a statement waited longer than DB_LOCK_TIMEOUT_SECONDS ..."),
+    ],
+)
+async def test_a_loop_meeting_a_busy_database_logs_a_warning_without_traceback(error: Exception) -> None:
+    [entry] = await _one_tick(error)
+    assert entry["log_level"] == "warning" and entry["event"] == "database_busy"
+    assert entry["during"] == "loop_failed" and "exc_info" not in entry
 
 
 async def test_a_loop_meeting_a_bug_still_logs_its_traceback() -> None:

@@ -34,3 +34,14 @@ def test_values_are_read() -> None:
 def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_database_timeouts_default_to_safe_limits_and_0_lifts_them() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.pool_timeout, defaults.lock_timeout, defaults.statement_timeout) == (30.0, 10.0, 30.0)
+    off = Settings.from_env({"DB_LOCK_TIMEOUT_SECONDS": "0", "DB_STATEMENT_TIMEOUT_SECONDS": "0.5"})
+    assert (off.lock_timeout, off.statement_timeout) == (0.0, 0.5)
+    with pytest.raises(ConfigError, match="DB_LOCK_TIMEOUT_SECONDS='-1' must be at least 0"):
+        Settings.from_env({"DB_LOCK_TIMEOUT_SECONDS": "-1"})
+    with pytest.raises(ConfigError, match="DB_STATEMENT_TIMEOUT_SECONDS='1e9' must be at most"):
+        Settings.from_env({"DB_STATEMENT_TIMEOUT_SECONDS": "1e9"})

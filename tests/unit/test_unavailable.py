@@ -35,6 +35,33 @@ def test_an_unavailable_database_is_a_503_with_retry_after(error: BaseException)
     assert int(answer.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize(
+    ("error", "setting"),
+    [
+        (
+            asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"),
+            "DB_LOCK_TIMEOUT",
+        ),
+        (
+            asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+            "DB_STATEMENT",
+        ),
+    ],
+)
+def test_a_statement_cut_by_a_timeout_is_a_503_database_busy(error: BaseException, setting: str) -> None:
+    # A QueryCanceledError is an OperatorInterventionError too: busy, not unavailable.
+    @get("/boom")
+    async def boom() -> None:
+        raise error
+
+    with TestClient(Litestar([boom], exception_handlers=exception_handlers)) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "DATABASE_BUSY"
+    assert setting in answer.json()["error"]["message"]
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
 def test_a_bug_is_still_a_500() -> None:
     @get("/boom")
     async def boom() -> None:
