@@ -80,7 +80,10 @@ class Load:
     async def run(self) -> None:
         connections = self.clients * 2 if self.rate is None else 200
         limits = httpx.Limits(max_connections=connections)
-        timeout = httpx.Timeout(10.0, read=FOLLOW_WAIT + 10.0, pool=None)
+        # A client waits longer for an answer than an instance may take to give one: up to
+        # DB_POOL_TIMEOUT_SECONDS (30) for a connection, then DB_LOCK_TIMEOUT_SECONDS (10) for a
+        # lock; so a slow database reaches the client as the instance's 503, not as its own timeout.
+        timeout = httpx.Timeout(10.0, read=FOLLOW_WAIT + 45.0, pool=None)
         headers = {"X-Client-Token": CLIENT_TOKEN}
         async with httpx.AsyncClient(timeout=timeout, limits=limits, headers=headers) as http:
             if self.rate is None:
