@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from uuid import UUID
 
 import structlog
 
@@ -45,6 +46,11 @@ class ProjectionRunner:
         self._wake = wake
         self._batch = batch
         self._caches = {projector.name: StateCache() for projector in projectors}
+
+    @property
+    def held(self) -> dict[str, frozenset[UUID]]:
+        """By projection, the jobs whose state it keeps between batches (the running ones)."""
+        return {name: cache.job_ids for name, cache in self._caches.items()}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply new events until ``stop``; a page that moved a projection is followed at once by the next."""
