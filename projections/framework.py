@@ -63,15 +63,27 @@ class StateCache:
     version N is only ever appended once N-1 has committed, so the prefix is there.
 
     It holds the jobs still running, at most ``limit`` of them: an ended job is
-    forgotten with its last event. Keeping ended jobs until the limit pushed them out
-    grew an instance by about 3 KB a job, 30 MB per 10 minutes at 16 jobs/s, for no
-    gain: an ended job seldom gets another event (a fork, a retry), and then a miss
-    costs one read of its stream (docs/reliability.md, scenario 8).
+    forgotten with its last event. And it holds them only while this runner applied
+    every page: when the checkpoint moved under another runner (another instance, a
+    rebuild), the jobs that ended there would be held for ever, so the cache starts
+    empty. Both leaks showed in the soak (docs/reliability.md, scenario 8): an
+    instance grew by 1.5-3 KB a job, 20-30 MB per 10 minutes. A miss costs one read
+    of the job's stream; an ended job seldom gets another event (a fork, a retry).
     """
 
     def __init__(self, limit: int = STATE_CACHE_LIMIT) -> None:
         self._states: OrderedDict[UUID, JobState] = OrderedDict()
         self._limit = limit
+        self._at: LogPosition | None = None
+
+    def resume(self, after: LogPosition) -> None:
+        """Start a page after ``after``: forget everything unless this cache's last page ended there."""
+        if after != self._at:
+            self._states.clear()
+
+    def reached(self, at: LogPosition) -> None:
+        """The page just applied ended at ``at``."""
+        self._at = at
 
     @property
     def job_ids(self) -> frozenset[UUID]:
@@ -112,6 +124,7 @@ async def apply_batch(
     page = await read_log(conn, after, limit=limit)
     if not page:
         return None
+    cache.resume(after)
     changes = []
     for _position, recorded in page:
         before = await cache.before(conn, recorded)
@@ -119,4 +132,5 @@ async def apply_batch(
         cache.remember(state)
         changes.append(Change(recorded, before, state))
     await projector.apply(conn, table, changes)
+    cache.reached(page[-1][0])
     return page[-1][0]

@@ -185,6 +185,28 @@ async def test_the_runner_keeps_the_state_of_running_jobs_only(make_engine: Any)
     assert all(waiting.job_id not in jobs_held for jobs_held in engine.instance.projections.held.values())
 
 
+async def test_a_runner_forgets_what_another_runner_applied_in_between(make_engine: Any) -> None:
+    # Two instances share each projection's checkpoint, a page to whichever locks it first. The
+    # soak found the other instance's cache keeping the jobs that ended there, for ever.
+    engine = await make_engine(*fan_and_ask(), start=False)
+    await engine.start(run_executor=False)
+    first, second = (ProjectionRunner(engine.database, PROJECTORS, interval=3600) for _ in range(2))
+    jobs = [await engine.create_job("ask", {"wait": 60}) for _ in range(3)]
+    await first.catch_up()
+    assert first.held == {p.name: {job.job_id for job in jobs} for p in PROJECTORS}
+    for job in jobs:
+        await engine.cancel_job(job.job_id)
+    await second.catch_up()
+    assert second.held == {p.name: frozenset() for p in PROJECTORS}
+    later = await engine.create_job("ask", {"wait": 60})
+    await first.catch_up()
+    assert first.held == {p.name: {later.job_id} for p in PROJECTORS}
+    async with engine.database.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM job_history") == await conn.fetchval(
+            "SELECT count(*) FROM events"
+        )
+
+
 async def test_a_rebuild_while_jobs_run_swaps_in_a_complete_table(make_engine: Any) -> None:
     engine = await make_engine(*fan_and_ask(), projection_interval=0.05)
     stop = asyncio.Event()
