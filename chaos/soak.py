@@ -203,6 +203,9 @@ def _slopes(samples: list[Sample], settle: float) -> dict[str, float]:
             series.setdefault(f"rss_mb {name}", []).append(mb)
         for name, count in s.fds.items():
             series.setdefault(f"fds {name}", []).append(count)
+        # The load's keep-alive connections move between the instances; their sum is what must stay flat.
+        instances = sum(count for name, count in s.fds.items() if name.startswith("instance"))
+        series.setdefault("fds instances together", []).append(instances)
         for who in applications:
             series.setdefault(f"sessions {who}", []).append(s.sessions.get(who, 0))
     return {name: round(statistics.linear_regression(xs, ys).slope, 2) for name, ys in series.items()}
