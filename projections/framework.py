@@ -80,6 +80,7 @@ class StateCache:
         """Start a page after ``after``: forget everything unless this cache's last page ended there."""
         if after != self._at:
             self._states.clear()
+        self._at = None  # until the page is applied: a page that fails leaves the cache to be forgotten
 
     def reached(self, at: LogPosition) -> None:
         """The page just applied ended at ``at``."""
