@@ -7,8 +7,8 @@ On a fresh embedded PostgreSQL (bench/pg.py), migrated as chronik migrates, it
 COPYs ``--jobs`` rows into ``jobs`` (10 blueprints, the statuses in proportions
 like a busy deployment's, 20 clients, a few ``initial_data`` and ``metadata``
 keys, 30 days of creation times), each row a real job state as ``JobRow.of``
-writes it, and one job of ``--events`` events into ``events`` with its ``jobs``
-row the fold of them. The secondary indexes are dropped for the COPY and made
+writes it, and one job of ``--events`` events into ``events`` (a UUIDv7 id, in its
+partition, hash-chained as the append chains) with its ``jobs`` row the fold of them. The secondary indexes are dropped for the COPY and made
 again from their own definitions (``pg_get_indexdef``), then the table is
 analyzed: the indexes are those of the migrations, built the fast way.
 
@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -46,12 +46,14 @@ from bench.pg import start_server
 from bench.sides import WORK
 from chronik import Blueprint, Engine, Settings
 from chronik._runtime.setup import prepare_database
-from chronik.adapters.postgres import event_store, jobs
+from chronik.adapters.postgres import event_store, jobs, partitions, upkeep
 from chronik.adapters.postgres.queries import QUERIES
 from chronik.api.app import create_app
+from chronik.core.chain import event_hash
 from chronik.core.effects import JobRow
 from chronik.core.events import AnyEvent, ErrorInfo, JobCreated, StateEntered, encode_event_data
 from chronik.core.evolve import fold
+from chronik.core.ids import job_time, new_job_id
 from chronik.core.records import JobFilter, id_range
 from chronik.core.state import JobState, JobStatus
 
@@ -121,8 +123,8 @@ def rows(total: int, start: int, pick: random.Random) -> Iterator[tuple[Any, ...
 
 def long_history(count: int) -> list[AnyEvent]:
     """A job that went back and forth between two states ``count - 1`` times."""
-    job_id = uuid4()
     at = NOW - timedelta(days=2)
+    job_id = new_job_id(at)  # a UUIDv7: its creation time picks the log's partition
     events: list[AnyEvent] = [
         JobCreated(
             at=at,
@@ -142,13 +144,28 @@ def long_history(count: int) -> list[AnyEvent]:
     return events
 
 
+EVENT_COLUMNS = ["job_id", "job_time", "version", "type", "data", "meta", "recorded_at", "hash"]
+
+
+def _chained(job_id: UUID, history: list[AnyEvent]) -> tuple[list[tuple[Any, ...]], bytes | None]:
+    """The job's events as rows of the log, each hashed onto the one before as the append does; and
+    the last hash (the job's ``chain_head``)."""
+    records: list[tuple[Any, ...]] = []
+    prev: bytes | None = None
+    meta = '{"instance": "bench"}'
+    for version, event in enumerate(history, start=1):
+        tag, data = type(event).__struct_config__.tag, encode_event_data(event).decode()
+        prev = event_hash(
+            prev, job_id=job_id, version=version, type=tag, data=data, meta=meta, recorded_at=event.at
+        )
+        records.append((job_id, job_time(job_id), version, tag, data, meta, event.at, prev))
+    return records, prev
+
+
 async def seed(conn: asyncpg.Connection, total: int, events: int) -> UUID:
     """COPY the jobs and the long job's events; rebuild the secondary indexes; analyze."""
-    indexes = await conn.fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs' AND indexname <> 'jobs_pkey'"
-    )
-    for index in indexes:
-        await conn.execute(f'DROP INDEX "{index["indexname"]}"')
+    indexes = await upkeep.secondary_indexes(conn, "jobs")
+    await upkeep.drop_indexes(conn, indexes)
     started = time.perf_counter()
     pick = random.Random(7)
     for start in range(0, total, CHUNK):
@@ -156,30 +173,18 @@ async def seed(conn: asyncpg.Connection, total: int, events: int) -> UUID:
     history = long_history(events)
     state = fold(history)
     assert state is not None
-    await conn.copy_records_to_table("jobs", records=[jobs.columns_of(JobRow.of(state))], columns=COLUMNS)
+    created = state.created_at
+    await partitions.ensure(conn, since=created, until=created, days=Settings().partition_days)
+    records, head = _chained(state.job_id, history)
+    await conn.copy_records_to_table("events", records=records, columns=EVENT_COLUMNS)
     await conn.copy_records_to_table(
-        "events",
-        records=(
-            (
-                state.job_id,
-                version,
-                type(event).__struct_config__.tag,
-                encode_event_data(event).decode(),
-                '{"instance": "bench"}',
-                event.at,
-            )
-            for version, event in enumerate(history, start=1)
-        ),
-        columns=["job_id", "version", "type", "data", "meta", "recorded_at"],
+        "jobs", records=[(*jobs.columns_of(JobRow.of(state)), head)], columns=[*COLUMNS, "chain_head"]
     )
     copied = time.perf_counter()
-    await conn.execute("SET maintenance_work_mem = '512MB'")
-    for index in indexes:
-        await conn.execute(index["indexdef"])
-    await conn.execute("VACUUM ANALYZE jobs")
-    await conn.execute("VACUUM ANALYZE events")
+    await upkeep.make_indexes(conn, indexes)
+    await upkeep.vacuum_analyze(conn, "jobs", "events")
     built = time.perf_counter()
-    size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('jobs'))")
+    size = f"{await upkeep.relation_size(conn, 'jobs') / 2**20:,.0f} MB"
     print(
         f"seeded {total:,} jobs + 1 job of {events:,} events: COPY {copied - started:.1f} s, "
         f"{len(indexes)} indexes {built - copied:.1f} s; jobs with its indexes: {size}",
@@ -192,8 +197,7 @@ async def seed(conn: asyncpg.Connection, total: int, events: int) -> UUID:
 
 async def server_ms(conn: asyncpg.Connection, query: str, args: tuple[Any, ...]) -> tuple[float, Any]:
     """Planning plus execution time of one run of ``query``, as the server measured it, and the plan."""
-    raw = await conn.fetchval("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) " + query, *args)
-    found = json.loads(raw)[0]
+    found = await upkeep.explain(conn, query, *args)
     return float(found["Planning Time"]) + float(found["Execution Time"]), found["Plan"]
 
 
@@ -223,7 +227,7 @@ async def measure(url: str, runs: int, long_job: UUID, total: int, events: int) 
     conn = await asyncpg.connect(url)
     try:
         middle = NOW - SPAN / 2
-        some = await conn.fetchval("SELECT job_id FROM jobs ORDER BY job_id OFFSET $1 LIMIT 1", total // 3)
+        some = await upkeep.job_id_at(conn, total // 3)
         prefix4, prefix2 = str(some)[:4], str(some)[:2]
         cases: list[tuple[str, JobFilter]] = [
             ("none (newest first)", JobFilter()),
@@ -323,7 +327,7 @@ async def run(url: str, total: int, events: int, runs: int) -> None:
     conn = await asyncpg.connect(url)
     try:
         await prepare_database(conn)
-        version = await conn.fetchval("SHOW server_version")
+        version = await upkeep.setting(conn, "server_version")
         print(f"PostgreSQL {version} (embedded), {platform.machine()}, {os.cpu_count()} CPUs", flush=True)
         long_job = await seed(conn, total, events)
     finally:

@@ -75,9 +75,11 @@ from chronik import Settings
 from chronik._runtime.retention import Archiver, RetentionPolicy
 from chronik._runtime.setup import prepare_database
 from chronik.adapters.archive_store import FolderArchive
+from chronik.adapters.postgres import jobs, upkeep
 from chronik.adapters.postgres.archive import count_events
 from chronik.adapters.postgres.database import Database
 from chronik.adapters.telemetry.logs import configure_logging
+from chronik.core.records import JobFilter
 
 DATABASE = "chronik_growth"
 GOAL = 1.5
@@ -241,10 +243,10 @@ async def describe(dsn: str) -> tuple[int, int, int, int, int]:
     try:
         return (
             await count_events(conn),
-            await seed.count_jobs(conn),
-            await seed.database_size(conn),
-            await seed.relation_size(conn, "events"),
-            await seed.relation_size(conn, "jobs"),
+            await jobs.count_jobs(conn, JobFilter()),
+            await upkeep.database_size(conn),
+            await upkeep.relation_size(conn, "events"),
+            await upkeep.relation_size(conn, "jobs"),
         )
     finally:
         await conn.close()
@@ -390,11 +392,11 @@ async def archive_one(dsn: str, since: datetime) -> ArchiveRun:
             return ArchiveRun(skipped=f"no seeded partition may leave ({why})")
         name = due[0].name
         async with database.connection() as conn:
-            partition_size = await seed.relation_size(conn, name)
-            before = await seed.database_size(conn)
+            partition_size = await upkeep.relation_size(conn, name)
+            before = await upkeep.database_size(conn)
         done = await archiver.archive(name)
         async with database.connection() as conn:
-            after = await seed.database_size(conn)
+            after = await upkeep.database_size(conn)
     finally:
         await database.close()
         shutil.rmtree(folder, ignore_errors=True)
@@ -512,7 +514,7 @@ async def _prepare(dsn: str, where: str) -> None:
     try:
         await prepare_database(conn)
         # bench-only: the settings that decide what a read or a commit costs, for the header line
-        shown = [await conn.fetchval(f"SHOW {name}") for name in _SHOWN]
+        shown = [await upkeep.setting(conn, name) for name in _SHOWN]
     finally:
         await conn.close()
     settings = ", ".join(f"{name} {value}" for name, value in zip(_SHOWN[1:], shown[1:], strict=True))

@@ -20,14 +20,13 @@ each one's second, ...), as a deployment running that many jobs at once writes
 them: a job's events are spread over several pages, not packed into one, so a
 history read costs what it costs in production.
 
-SQL here: COPY goes through asyncpg's ``copy_records_to_table``; the few
-statements below (sizes, VACUUM, the log's last position) are the bench's own,
-kept minimal; everything else runs through chronik's adapters.
+SQL here: none. COPY goes through asyncpg's ``copy_records_to_table``; sizes,
+VACUUM, CHECKPOINT and the log's last position through ``adapters/postgres/upkeep``,
+everything else through chronik's other adapters.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import random
 import re
@@ -42,12 +41,11 @@ import asyncpg
 import msgspec
 
 from chronik._runtime.verify import verify_job
-from chronik.adapters.postgres import checkpoints, jobs, partitions
+from chronik.adapters.postgres import checkpoints, jobs, partitions, upkeep
 from chronik.adapters.postgres.database import Database
 from chronik.core.chain import event_hash, first_break
 from chronik.core.effects import JobRow
 from chronik.core.ids import job_time, new_job_id
-from chronik.core.records import LogPosition
 from chronik.projections.setup import PROJECTORS
 
 __all__ = [
@@ -57,10 +55,7 @@ __all__ = [
     "Template",
     "capture",
     "check",
-    "count_jobs",
-    "database_size",
     "finish",
-    "relation_size",
     "seed",
 ]
 
@@ -74,18 +69,6 @@ JOB_COLUMNS = ["job_id", "blueprint", "status", "current_state", "version", "cre
                "finished_at", "state", "chain_head"]  # fmt: skip
 
 # Bench-only SQL (chronik has no statement for these; none runs on the measured path).
-_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
-_RELATION_SIZE = "SELECT pg_total_relation_size($1::regclass)"
-# A partitioned table has no storage of its own: the sum of its partitions' (and their indexes').
-_TREE_SIZE = "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree($1::regclass)"
-_COUNT_JOBS = "SELECT count(*) FROM jobs"
-# The log's last event in the projections' reading order (events_tx_position_idx): where their
-# checkpoints move to, so the projector does not replay the seeded events (see ``finish``).
-# Qualified, as in read_log: the output column "tx" is text, and text orders 999 after 2305.
-_LAST_EVENT = (
-    "SELECT tx::text AS tx, position FROM events ORDER BY events.tx DESC, events.position DESC LIMIT 1"
-)
-
 _SLOT = re.compile(
     r"(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
     r"|(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"
@@ -339,14 +322,12 @@ async def finish(conn: asyncpg.Connection) -> None:
     been applied. (The projector's own writes during the round trip go to small tables at
     both sizes: that is the one place the big phase is measured lighter than production.)
     """
-    await conn.execute("VACUUM ANALYZE events")  # bench-only: set hint bits and the visibility map
-    await conn.execute("VACUUM ANALYZE jobs")
-    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):  # a DATABASE_URL role may not
-        await conn.execute("CHECKPOINT")  # bench-only: the seed's dirty pages are not flushed mid-run
-    last = await conn.fetchrow(_LAST_EVENT)
+    await upkeep.vacuum_analyze(conn, "events", "jobs")  # hint bits and the visibility map
+    await upkeep.checkpoint(conn)  # the seed's dirty pages are not flushed mid-run (if the role may)
+    last = await upkeep.last_log_position(conn)
     if last is not None:
         for projector in PROJECTORS:
-            await checkpoints.save(conn, projector.name, LogPosition(int(last["tx"]), last["position"]))
+            await checkpoints.save(conn, projector.name, last)
 
 
 async def check(dsn: str, job_ids: list[UUID]) -> None:
@@ -363,18 +344,3 @@ async def check(dsn: str, job_ids: list[UUID]) -> None:
                 raise RuntimeError(f"seeded job {job_id}: its row is not its fold: {differences}")
     finally:
         await database.close()
-
-
-async def database_size(conn: asyncpg.Connection) -> int:
-    """The database's size in bytes."""
-    return int(await conn.fetchval(_DATABASE_SIZE))
-
-
-async def relation_size(conn: asyncpg.Connection, name: str) -> int:
-    """A table's size with its indexes and TOAST, in bytes (of all its partitions, if it has any)."""
-    return int(await conn.fetchval(_TREE_SIZE, name)) or int(await conn.fetchval(_RELATION_SIZE, name))
-
-
-async def count_jobs(conn: asyncpg.Connection) -> int:
-    """How many rows ``jobs`` holds."""
-    return int(await conn.fetchval(_COUNT_JOBS))
