@@ -11,6 +11,7 @@ from uuid import UUID
 from chronik._runtime.batches import BatchAction, BatchOutcome, BatchPreview
 from chronik._runtime.console_sessions import ConsoleSessions
 from chronik._runtime.console_stats import ConsoleStats
+from chronik._runtime.files import JobFiles
 from chronik._runtime.job_page import JobPageReads
 from chronik._runtime.overview import Dashboard
 from chronik._runtime.retention import Archiver
@@ -252,22 +253,7 @@ class Orchestrator(Protocol):
         """The blueprint's graph in Graphviz DOT; ``BlueprintNotFound`` for an unknown name."""
         ...
 
-    async def file_upload_url(
-        self, job_id: UUID, filename: str, *, expires_in: int = 3600, owner: str | None = None
-    ) -> str: ...
-
-    async def upload_file(
-        self,
-        job_id: UUID,
-        filename: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        length: int | None = None,
-        content_type: str = "application/octet-stream",
-        actor: str = "",
-        owner: str | None = None,
-    ) -> str:
-        """Stream ``chunks`` into the job's file; its ``s3://`` URI."""
+    @property
+    def files(self) -> JobFiles:
+        """The jobs' files on S3: presigned links and streamed uploads."""
         ...
-
-    async def file_download_url(self, job_id: UUID, filename: str, *, owner: str | None = None) -> str: ...

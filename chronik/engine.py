@@ -41,6 +41,7 @@ from ._runtime.archive import Imported
 from ._runtime.batches import BatchAction, BatchOutcome, BatchPreview
 from ._runtime.console_sessions import ConsoleSessions
 from ._runtime.console_stats import ConsoleStats
+from ._runtime.files import JobFiles
 from ._runtime.instance import Instance
 from ._runtime.job_page import JobPageReads
 from ._runtime.overview import Dashboard
@@ -451,31 +452,10 @@ class Engine:
             raise BlueprintNotFound(f"no blueprint is named {name!r} (known: {known})")
         return to_dot(blueprint)
 
-    async def file_upload_url(
-        self, job_id: UUID, filename: str, *, expires_in: int = 3600, owner: str | None = None
-    ) -> str:
-        """A presigned ``PUT`` URL of the job's file ``filename`` (its ``task_files`` name)."""
-        return await self.instance.files.upload_url(job_id, filename, expires_in=expires_in, owner=owner)
-
-    async def upload_file(
-        self,
-        job_id: UUID,
-        filename: str,
-        chunks: AsyncIterator[bytes],
-        *,
-        length: int | None = None,
-        content_type: str = "application/octet-stream",
-        actor: str = "",
-        owner: str | None = None,
-    ) -> str:
-        """Stream ``chunks`` into the job's file ``filename``; its ``s3://`` URI."""
-        return await self.instance.files.upload(
-            job_id, filename, chunks, length=length, content_type=content_type, actor=actor, owner=owner
-        )
-
-    async def file_download_url(self, job_id: UUID, filename: str, *, owner: str | None = None) -> str:
-        """A presigned ``GET`` URL of the job's file ``filename``, good for 60 seconds."""
-        return await self.instance.files.download_url(job_id, filename, owner=owner)
+    @property
+    def files(self) -> JobFiles:
+        """The jobs' files on S3: presigned links, streamed uploads (after ``start``)."""
+        return self.instance.files
 
     # -- the console's job page -------------------------------------------------------
 

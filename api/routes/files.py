@@ -47,7 +47,7 @@ async def file_upload_link(
     expires_in: FromQuery[int] = 3600,
 ) -> FileUploadLink:
     """A URL to ``PUT`` the file ``filename`` into the job's folder directly, for ``expires_in`` s."""
-    url = await _engine(state).file_upload_url(
+    url = await _engine(state).files.upload_url(
         _job_id(job_id), filename, expires_in=expires_in, owner=owner_of(request)
     )
     return FileUploadLink(url=url, expires_in=expires_in)
@@ -65,7 +65,7 @@ async def upload_file(
     raw_length = request.headers.get("content-length")
     if raw_length is not None and not raw_length.isdigit():
         raise InvalidInput(f"Content-Length must be a number of bytes, got {raw_length!r}")
-    uri = await _engine(state).upload_file(
+    uri = await _engine(state).files.upload(
         _job_id(job_id),
         filename,
         request.stream(),
@@ -86,5 +86,5 @@ async def download_file(
     job_id: FromPath[str], filename: FromPath[str], state: State, request: Request[Any, Any, Any]
 ) -> Redirect:
     """302 to a presigned S3 URL of the job's file ``filename``, good for 60 seconds."""
-    url = await _engine(state).file_download_url(_job_id(job_id), filename, owner=owner_of(request))
+    url = await _engine(state).files.download_url(_job_id(job_id), filename, owner=owner_of(request))
     return Redirect(url, status_code=HTTP_302_FOUND)

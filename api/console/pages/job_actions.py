@@ -131,7 +131,7 @@ async def download(
     which a browser following a link does not send; this one goes by the console session.
     """
     engine: Orchestrator = state["engine"]
-    url = await engine.file_download_url(job_id_of(job_id), name, owner=owner_in(session_of(request)))
+    url = await engine.files.download_url(job_id_of(job_id), name, owner=owner_in(session_of(request)))
     return Redirect(url, status_code=HTTP_303_SEE_OTHER)
 
 
