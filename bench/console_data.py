@@ -8,9 +8,10 @@ COPYs ``--jobs`` rows into ``jobs`` (10 blueprints, the statuses in proportions
 like a busy deployment's, 20 clients, a few ``initial_data`` and ``metadata``
 keys, 30 days of creation times), each row a real job state as ``JobRow.of``
 writes it, and one job of ``--events`` events into ``events`` (a UUIDv7 id, in its
-partition, hash-chained as the append chains) with its ``jobs`` row the fold of them. The secondary indexes are dropped for the COPY and made
-again from their own definitions (``pg_get_indexdef``), then the table is
-analyzed: the indexes are those of the migrations, built the fast way.
+partition, hash-chained as the append chains) with its ``jobs`` row the fold of
+them. The secondary indexes are dropped for the COPY and made again from their
+own definitions (``pg_get_indexdef``, through ``adapters/postgres/upkeep``), then
+the table is analyzed: the indexes are those of the migrations, built the fast way.
 
 Then, for each filter of ``GET /api/v1/jobs`` (the first page, 50 jobs, newest
 first, the same ``list_jobs`` statement the API runs) and for the first history
