@@ -54,7 +54,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ import psycopg
 from psycopg import sql
 
 from bench import seed
+from bench.growth_report import ArchiveRun, Figure, Phase, mb, report, report_archive
 from bench.load import WAIT_SECONDS, run_load
 from bench.pg import start_server
 from bench.sides import CLIENT_TOKEN, WORK, WORKER_ID, WORKER_TOKEN, free_port, processes, wait_ready
@@ -82,49 +83,10 @@ from chronik.adapters.telemetry.logs import configure_logging
 from chronik.core.records import JobFilter
 
 DATABASE = "chronik_growth"
-GOAL = 1.5
 WARM = 20
 ROUND_TRIP_WARM = 50
 SEED_END = timedelta(hours=1)
 """The newest seeded job is this old: every seeded job has ended long before the run."""
-
-
-@dataclass
-class Figure:
-    """One operation's result at one size: a time in ms (p50, p99), or a rate."""
-
-    p50: float
-    p99: float | None = None
-    failed: int = 0
-
-
-@dataclass
-class Phase:
-    """One size: what the database held and what the operations measured."""
-
-    events: int
-    jobs: int
-    size: int
-    """pg_database_size, bytes."""
-    events_size: int
-    """The log's partitions with their indexes, bytes."""
-    jobs_size: int
-    """The jobs table with its indexes, bytes."""
-    figures: dict[str, Figure]
-    seed_seconds: float
-    vacuum_seconds: float
-
-
-OPERATIONS = (
-    ("create", "POST /jobs/demo, ms"),
-    ("get", "GET /jobs/{id}, ms"),
-    ("history", "GET /jobs/{id}/history, ms"),
-    ("list finished", "GET /jobs?status=finished, ms"),
-    ("list failed", "GET /jobs?status=failed, ms"),
-    ("round trip", "create -> worker -> finished, ms"),
-    ("round trip rate", "the same, jobs/s"),
-)
-RATES = {"round trip rate"}
 
 
 @contextmanager
@@ -336,8 +298,8 @@ def run_phase(
     seconds, vacuum = asyncio.run(seed_to(dsn, seeder, total=total, since=since))
     events, jobs, size, events_size, jobs_size = asyncio.run(describe(dsn))
     print(
-        f"  {events:,} events, {jobs:,} jobs, database {_mb(size)} (events {_mb(events_size)}, "
-        f"jobs {_mb(jobs_size)}); seeding {seconds:.1f} s, "
+        f"  {events:,} events, {jobs:,} jobs, database {mb(size)} (events {mb(events_size)}, "
+        f"jobs {mb(jobs_size)}); seeding {seconds:.1f} s, "
         f"VACUUM ANALYZE + CHECKPOINT {vacuum:.1f} s; 20 seeded jobs checked (chain, row = fold)",
         flush=True,
     )
@@ -347,28 +309,6 @@ def run_phase(
             measure(url, list(seeder.sample), requests=args.requests, jobs=args.jobs, clients=args.clients)
         )
     return Phase(events, jobs, size, events_size, jobs_size, figures, seconds, vacuum)
-
-
-@dataclass
-class ArchiveRun:
-    """What archiving one partition did, and the sizes around it."""
-
-    partition: str = ""
-    events: int = 0
-    jobs: int = 0
-    seconds: float = 0.0
-    bytes: int = 0
-    dropped: bool = False
-    reason: str = ""
-    partition_size: int = 0
-    database_before: int = 0
-    database_after: int = 0
-    plan_seconds: float = 0.0
-    skipped: str = ""
-
-    @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
 
 
 async def archive_one(dsn: str, since: datetime) -> ArchiveRun:
@@ -412,59 +352,6 @@ async def archive_one(dsn: str, since: datetime) -> ArchiveRun:
         database_before=before,
         database_after=after,
         plan_seconds=plan_seconds,
-    )
-
-
-def _mb(size: int) -> str:
-    return f"{size / 2**20:,.1f} MB"
-
-
-def _cell(value: float | None, width: int) -> str:
-    return f"{'n/a':>{width}}" if value is None else f"{value:>{width},.2f}"
-
-
-def report(small: Phase, big: Phase) -> bool:
-    """The table of every operation at both sizes; whether every slowdown is under the goal."""
-    print(
-        f"\n{'operation':<16}{'measured as':<34}{'small p50':>11}{'p99':>9}{'big p50':>11}{'p99':>9}"
-        f"{'slowdown':>10}  < {GOAL}"
-    )
-    print(f"{'':<16}{'':<34}{f'{small.events:,} ev':>20}{f'{big.events:,} ev':>20}")
-    within = True
-    for key, label in OPERATIONS:
-        a, b = small.figures[key], big.figures[key]
-        slowdown = (a.p50 / b.p50) if key in RATES else (b.p50 / a.p50)
-        ok = slowdown < GOAL
-        within = within and ok
-        failed = f"  ({a.failed} + {b.failed} jobs failed)" if a.failed or b.failed else ""
-        print(
-            f"{key:<16}{label:<34}{_cell(a.p50, 11)}{_cell(a.p99, 9)}{_cell(b.p50, 11)}{_cell(b.p99, 9)}"
-            f"{slowdown:>10.2f}  {'ok' if ok else 'OVER'}{failed}"
-        )
-    print()
-    for phase in (small, big):
-        print(
-            f"database (pg_database_size): {_mb(phase.size)} with {phase.events:,} events "
-            f"({_mb(phase.events_size)}) and {phase.jobs:,} jobs ({_mb(phase.jobs_size)})"
-        )
-    print(f"slowdown: big/small for a time, small/big for a rate; {'all' if within else 'not all'} < {GOAL}")
-    return within
-
-
-def report_archive(run: ArchiveRun) -> None:
-    if run.skipped:
-        print(f"\narchive: skipped: {run.skipped}")
-        return
-    dropped = "" if run.dropped else f"; NOT dropped: {run.reason}"
-    print(
-        f"\narchive of {run.partition} (Archiver.archive into a folder){dropped}\n"
-        f"  {run.events:,} events of {run.jobs:,} jobs in {run.seconds:.2f} s = "
-        f"{run.events_per_second:,.0f} events/s; archive file {run.bytes:,} bytes "
-        f"({run.bytes / max(1, run.events):.0f} bytes/event)\n"
-        f"  the partition held {_mb(run.partition_size)} (pg_total_relation_size); database "
-        f"{_mb(run.database_before)} -> {_mb(run.database_after)} (the jobs rows it deleted stay "
-        f"as dead tuples until VACUUM)\n"
-        f"  the retention plan (which partitions may leave) took {run.plan_seconds:.2f} s"
     )
 
 
