@@ -137,7 +137,7 @@ def create_app(
         lifespan=[lifespan],
         state=State({"engine": engine, "worker_credentials": credentials}),
         openapi_config=BlueprintOpenAPIConfig(
-            endpoints=lambda: engine.endpoints,
+            endpoints=lambda: engine.blueprints.endpoints,
             title="chronik",
             version="1",
             description="An event-sourced workflow orchestrator on PostgreSQL.",

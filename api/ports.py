@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -14,6 +14,7 @@ from chronik._runtime.console_stats import ConsoleStats
 from chronik._runtime.files import JobFiles
 from chronik._runtime.job_page import JobPageReads
 from chronik._runtime.overview import Dashboard
+from chronik._runtime.registry import BlueprintRegistry
 from chronik._runtime.retention import Archiver
 from chronik.adapters.postgres.checkpoints import CheckpointStatus
 from chronik.adapters.postgres.workers import LiveWorker
@@ -111,11 +112,9 @@ class Orchestrator(Protocol):
         ...
 
     @property
-    def endpoints(self) -> Mapping[str, Blueprint]:
-        """The registered blueprints by ``api_endpoint`` (for the OpenAPI document)."""
+    def blueprints(self) -> BlueprintRegistry:
+        """The registered blueprints, by name and by ``api_endpoint``."""
         ...
-
-    def blueprint_for_endpoint(self, endpoint: str) -> Blueprint: ...
 
     async def readiness(self) -> str | None: ...
 
@@ -248,10 +247,6 @@ class Orchestrator(Protocol):
     async def projection_status(self) -> list[CheckpointStatus]: ...
 
     async def dashboard(self, *, owner: str | None = None) -> Dashboard: ...
-
-    def blueprint_graph(self, name: str) -> str:
-        """The blueprint's graph in Graphviz DOT; ``BlueprintNotFound`` for an unknown name."""
-        ...
 
     @property
     def files(self) -> JobFiles:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -32,8 +32,7 @@ from chronik.adapters.postgres.workers import LiveWorker
 from chronik.adapters.telemetry.metrics import Metrics
 from chronik.core.blueprint import Blueprint
 from chronik.core.divergence import Divergence
-from chronik.core.errors import BlueprintNotFound, QuotaExceeded
-from chronik.core.graph import to_dot
+from chronik.core.errors import QuotaExceeded
 from chronik.core.records import JobFilter, LogPosition, RecordedEvent
 from chronik.core.state import JobState
 
@@ -70,7 +69,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self._database_url = database_url or self.settings.database_url
         self.blueprints = BlueprintRegistry()
-        """The registered blueprints by name."""
+        """The registered blueprints, by name and by ``api_endpoint`` (``POST /api/v1/jobs/{endpoint}``)."""
         for blueprint in blueprints:
             self.register_blueprint(blueprint)
         self.metrics = Metrics()
@@ -81,15 +80,6 @@ class Engine:
     def register_blueprint(self, blueprint: Blueprint) -> None:
         """Validate ``blueprint`` and make it available; a ``BlueprintError`` names what is wrong."""
         self.blueprints.register(blueprint)
-
-    @property
-    def endpoints(self) -> Mapping[str, Blueprint]:
-        """The registered blueprints by ``api_endpoint`` (``POST /api/v1/jobs/{endpoint}``)."""
-        return self.blueprints.endpoints
-
-    def blueprint_for_endpoint(self, endpoint: str) -> Blueprint:
-        """The blueprint whose jobs are created at ``POST /api/v1/jobs/{endpoint}``."""
-        return self.blueprints.for_endpoint(endpoint)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -443,14 +433,6 @@ class Engine:
     async def dashboard(self, *, owner: str | None = None) -> Dashboard:
         """Live workers, and ``owner``'s jobs per status with their queued task attempts."""
         return await self.instance.overview.dashboard(owner=owner)
-
-    def blueprint_graph(self, name: str) -> str:
-        """The blueprint ``name``'s state machine in Graphviz DOT; ``BlueprintNotFound`` if unknown."""
-        blueprint = self.blueprints.get(name)
-        if blueprint is None:
-            known = ", ".join(sorted(self.blueprints)) or "none"
-            raise BlueprintNotFound(f"no blueprint is named {name!r} (known: {known})")
-        return to_dot(blueprint)
 
     @property
     def files(self) -> JobFiles:

@@ -8,6 +8,8 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
+from chronik.core.graph import to_dot
+
 from ..catalog_schemas import DashboardView, WorkerView
 from ..guards import owner_of
 from ..ports import Orchestrator
@@ -45,4 +47,4 @@ async def dashboard(state: State, request: Request[Any, Any, Any]) -> DashboardV
 )
 async def blueprint_graph(name: FromPath[str], state: State) -> Response[str]:
     """The blueprint's states and transitions as a DOT digraph; 404 for an unknown blueprint."""
-    return Response(_engine(state).blueprint_graph(name), media_type=DOT_MEDIA_TYPE)
+    return Response(to_dot(_engine(state).blueprints.named(name)), media_type=DOT_MEDIA_TYPE)

@@ -79,7 +79,7 @@ async def create_job(
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise InvalidInput("the Idempotency-Key header must have 1 to 255 characters")
     engine = _engine(state)
-    blueprint = engine.blueprint_for_endpoint(api_endpoint)
+    blueprint = engine.blueprints.for_endpoint(api_endpoint)
     entry = client_entry_of(request)
     job = await engine.create_job(
         blueprint,

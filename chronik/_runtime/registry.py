@@ -53,6 +53,14 @@ class BlueprintRegistry(Mapping[str, Blueprint]):
             raise BlueprintNotFound(f"no blueprint has the api_endpoint {endpoint!r} (known: {known})")
         return blueprint
 
+    def named(self, name: str) -> Blueprint:
+        """The blueprint ``name``; ``BlueprintNotFound`` (with the known names) when there is none."""
+        blueprint = self._by_name.get(name)
+        if blueprint is None:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise BlueprintNotFound(f"no blueprint is named {name!r} (known: {known})")
+        return blueprint
+
     def __getitem__(self, name: str) -> Blueprint:
         return self._by_name[name]
 

@@ -80,7 +80,7 @@ async def _worker_process(
 def _banner(engine: Engine, args: argparse.Namespace, worker_app: str | None) -> None:
     url = f"http://{args.host}:{args.port}"
     token = engine.settings.client_token
-    endpoint = next(iter(sorted(engine.endpoints)), "demo")
+    endpoint = next(iter(sorted(engine.blueprints.endpoints)), "demo")
     console = f"{url}/console (sign in with the client token)"
     if not engine.settings.console_enabled:
         console = "off (CONSOLE_ENABLED=false)"

@@ -71,7 +71,7 @@ CONSOLE_ERRORS: ExceptionHandlersMap = {ChronikError: _console_error}
 
 
 def _blueprint(engine: Orchestrator, name: str) -> Blueprint | None:
-    return next((bp for bp in engine.endpoints.values() if bp.name == name), None)
+    return engine.blueprints.get(name)
 
 
 async def _graph(engine: Orchestrator, job: JobState, owner: str | None) -> Any:
